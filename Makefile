@@ -1,0 +1,52 @@
+# imgpipe — every target sets up what it needs: Python deps (uv, pinned in uv.lock), RabbitMQ
+# (used if it answers at RABBITMQ_URL, else installed/started) and SecantusDB (started by the
+# tests / the stack when no MongoDB answers at MONGODB_URL).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+RUN := $(UV) run --frozen --all-packages
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: install test test-unit test-integration test-e2e lint run demo clean broker
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml services/*/pyproject.toml deploy/devtools/pyproject.toml
+	$(UV) sync --frozen --all-packages
+	touch $@
+
+install: .venv/.synced
+
+broker: install
+	$(RUN) python -m imgpipe_dev.infra ensure-rabbitmq
+
+test: install broker
+	$(RUN) pytest tests
+
+test-unit: install
+	$(RUN) pytest tests/unit
+
+test-integration: install broker
+	$(RUN) pytest tests/integration
+
+test-e2e: install broker
+	$(RUN) pytest tests/e2e
+
+lint: install
+	$(RUN) ruff check services deploy tests
+	$(RUN) ruff format --check services deploy tests
+	$(RUN) mypy services/contracts/imgpipe_contracts services/ingest/imgpipe_ingest \
+		services/processor/imgpipe_processor services/status/imgpipe_status \
+		services/notifier/imgpipe_notifier deploy/devtools/imgpipe_dev
+
+run: install broker
+	$(RUN) python -m imgpipe_dev.run
+
+demo: install broker
+	$(RUN) python -m imgpipe_dev.demo
+
+clean:
+	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache

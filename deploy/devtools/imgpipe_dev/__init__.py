@@ -1,0 +1,1 @@
+"""Local development tooling: the broker and database the stack needs, the stack, the demo."""

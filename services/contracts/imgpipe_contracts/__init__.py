@@ -1,0 +1,1 @@
+"""Shared contracts of the imgpipe services: events, broker topology and AMQP helpers."""

@@ -1,0 +1,162 @@
+"""Domain events: the only data that crosses service lines.
+
+Every event travels on the `imgpipe.events` topic exchange with its `routing_key` and a JSON body
+made from one of these models. Readers ignore fields they do not know, so a producer may add
+fields without breaking older consumers; removing or changing one needs a new `schema_version`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+RequestState = Literal["Pending", "Processing", "Completed", "Failed"]
+
+
+def _new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    routing_key: ClassVar[str]
+
+    event_id: str = Field(default_factory=_new_event_id)
+    occurred_at: datetime = Field(default_factory=_now)
+    schema_version: int = SCHEMA_VERSION
+    request_id: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json") | {"event_type": self.routing_key})
+
+
+class ImageRef(BaseModel):
+    """Where one image sits in the uploaded file: row (0-based, file order) and URL position."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    request_id: str
+    row_index: int = Field(ge=0)
+    position: int = Field(ge=0)
+
+    @property
+    def image_id(self) -> str:
+        return f"{self.request_id}:{self.row_index}:{self.position}"
+
+
+class RequestAccepted(Event):
+    """An upload passed validation; its images have been queued."""
+
+    routing_key: ClassVar[str] = "request.accepted"
+
+    rows: int
+    images: int
+    webhook_url: str | None = None
+    status_url: str
+
+
+class ImageRequested(Event, ImageRef):
+    """A command in event clothing: download and recompress this image."""
+
+    routing_key: ClassVar[str] = "image.requested"
+
+    serial_number: int
+    product_name: str
+    url: str
+
+
+class ImageProcessed(Event, ImageRef):
+    """An image was recompressed and stored."""
+
+    routing_key: ClassVar[str] = "image.processed"
+
+    input_url: str
+    output_key: str
+    output_url: str
+    width: int
+    height: int
+    source_format: str
+    bytes_in: int
+    bytes_out: int
+
+
+class ImageFailed(Event, ImageRef):
+    """An image could not be processed; `reason` is a short machine-readable code."""
+
+    routing_key: ClassVar[str] = "image.failed"
+
+    input_url: str
+    reason: str
+    detail: str
+    attempts: int = 1
+
+
+class RequestCompleted(Event):
+    """Every image of a request has an outcome and the output CSV is written."""
+
+    routing_key: ClassVar[str] = "request.completed"
+
+    status: RequestState
+    total: int
+    processed: int
+    failed: int
+    output_csv_path: str
+    output_csv_url: str
+    webhook_url: str | None = None
+
+
+class WebhookDelivered(Event):
+    """The request's webhook answered 2xx."""
+
+    routing_key: ClassVar[str] = "webhook.delivered"
+
+    webhook_id: str
+    url: str
+    attempts: int
+    status_code: int
+
+
+class WebhookFailed(Event):
+    """The request's webhook could not be delivered; no more attempts will be made."""
+
+    routing_key: ClassVar[str] = "webhook.failed"
+
+    webhook_id: str
+    url: str
+    attempts: int
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.routing_key: cls
+    for cls in (
+        RequestAccepted,
+        ImageRequested,
+        ImageProcessed,
+        ImageFailed,
+        RequestCompleted,
+        WebhookDelivered,
+        WebhookFailed,
+    )
+}
+
+
+def parse_event(routing_key: str, body: bytes) -> Event:
+    """Decode a message body into the model its routing key names (raises on junk)."""
+    try:
+        model = EVENT_TYPES[routing_key]
+    except KeyError:
+        raise ValueError(f"unknown routing key {routing_key!r}") from None
+    return model.model_validate_json(body)

@@ -1,0 +1,71 @@
+"""Outbound-connection guard against SSRF, shared by every service that fetches user URLs.
+
+The check runs on the socket address actually connected to (aiohttp's `socket_factory` hook
+receives each resolved address just before connecting), so a hostname that resolves to a
+public address at validation time and to 127.0.0.1 at connect time (DNS rebinding) is still
+refused, and so is every redirect hop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Ranges `is_global` lets through but a server-side fetcher must not reach anyway.
+_EXTRA_BLOCKED = [ipaddress.ip_network(n) for n in ("100.64.0.0/10", "64:ff9b:1::/48")]
+
+
+class BlockedAddressError(OSError):
+    """The destination is a loopback, private, link-local or otherwise internal address."""
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo, NAT64), if any."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in ipaddress.ip_network("64:ff9b::/96"):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """True only for globally routable unicast addresses."""
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        return is_public_address(inner)
+    if ip.is_multicast or not ip.is_global:
+        return False
+    return not any(ip in net for net in _EXTRA_BLOCKED if net.version == ip.version)
+
+
+def check_address(host: str) -> None:
+    """Raise BlockedAddressError unless `host` (a literal IP address) is public."""
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    if not is_public_address(ip):
+        raise BlockedAddressError(f"refusing to connect to non-public address {ip}")
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """`host` as an IP address if it is written as one (brackets allowed), else None."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def guarded_socket_factory(addr_info: Any) -> socket.socket:
+    """aiohttp `socket_factory` that refuses internal destinations before connecting."""
+    family, type_, proto, _, sockaddr = addr_info
+    check_address(sockaddr[0])
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setblocking(False)
+    return sock

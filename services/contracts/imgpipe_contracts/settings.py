@@ -1,0 +1,73 @@
+"""Settings shared by several services, read from environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from imgpipe_contracts.topology import Topology
+
+DelayList = Annotated[tuple[float, ...], NoDecode]
+
+
+def _split_delays(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(float(part) for part in value.replace(",", " ").split())
+    return value
+
+
+class BrokerSettings(BaseSettings):
+    """RabbitMQ connection and the retry schedule every service declares identically."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    broker_prefix: str = Field(
+        default="", description="Prefix for exchange and queue names; isolates test runs."
+    )
+    retry_delays: DelayList = (1.0, 5.0, 30.0)
+    webhook_retry_delays: DelayList = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+    delivery_limit: int = Field(default=5, ge=1)
+    prefetch: int = Field(default=32, ge=1)
+    publish_timeout: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("retry_delays", "webhook_retry_delays", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: Any) -> Any:
+        return _split_delays(value)
+
+    @field_validator("retry_delays", "webhook_retry_delays")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("give one or more positive delays in seconds, e.g. '1,5,30'")
+        return value
+
+    def topology(self) -> Topology:
+        return Topology(
+            prefix=self.broker_prefix,
+            work_retry_delays=self.retry_delays,
+            webhook_retry_delays=self.webhook_retry_delays,
+            delivery_limit=self.delivery_limit,
+        )
+
+
+class MongoSettings(BaseSettings):
+    """Where the MongoDB-compatible database is."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_db: str = "imgpipe"
+    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+
+
+def configure_logging(level: str, service: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )

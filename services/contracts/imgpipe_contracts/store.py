@@ -1,0 +1,78 @@
+"""The MongoDB schema shared by ingest (which records an accepted request) and status (which
+aggregates its outcomes). Document shapes are described here once; both services build them
+through these helpers.
+
+- `requests`: one document per upload, `_id` = request id; counters `processed` / `failed`.
+- `products`: the seed's table, one document per CSV row, `_id` = `<request>:<row>`; the
+  `input_image_urls` / `output_image_urls` arrays keep the CSV's order (a failed image leaves
+  `None` at its position and its reason at the same position of `errors`).
+- `images`: one outcome fact per image, `_id` = `<request>:<row>:<position>`. Inserting it is
+  how an outcome is counted, so a redelivered event hits the unique `_id` and counts nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
+
+REQUESTS = "requests"
+PRODUCTS = "products"
+IMAGES = "images"
+DUPLICATE_KEY = 11000
+
+
+def product_id(request_id: str, row_index: int) -> str:
+    return f"{request_id}:{row_index}"
+
+
+def request_document(
+    request_id: str, rows: int, total: int, webhook_url: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "_id": request_id,
+        "status": "Pending",
+        "rows": rows,
+        "total": total,
+        "processed": 0,
+        "failed": 0,
+        "webhook_url": webhook_url,
+        "created_at": now,
+        "updated_at": now,
+        "completed_at": None,
+        "output_csv_path": None,
+        "output_csv_url": None,
+        "webhook": None,
+    }
+
+
+def product_document(
+    request_id: str, row_index: int, serial_number: int, product_name: str, urls: list[str]
+) -> dict[str, Any]:
+    return {
+        "_id": product_id(request_id, row_index),
+        "request_id": request_id,
+        "row_index": row_index,
+        "serial_number": serial_number,
+        "product_name": product_name,
+        "input_image_urls": urls,
+        "output_image_urls": [None] * len(urls),
+        "errors": [None] * len(urls),
+        "processed": False,
+    }
+
+
+async def ensure_indexes(db: Any, wait_seconds: float = 60.0) -> None:
+    """Create every index a query of the services needs (waits for the server to answer)."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(wait_seconds), wait=wait_exponential(max=5), reraise=True
+    ):
+        with attempt:
+            await db[PRODUCTS].create_index(
+                [("request_id", 1), ("row_index", 1)], unique=True, name="request_rows"
+            )
+            await db[IMAGES].create_index(
+                [("request_id", 1), ("outcome", 1)], name="request_outcomes"
+            )
+            await db[REQUESTS].create_index([("outbox_pending", 1)], name="outbox_pending")

@@ -1,0 +1,134 @@
+"""The whole broker topology, declared in one place.
+
+Every service awaits `declare_topology` at start, so a queue exists before anyone publishes to
+it: a message published to a topic exchange with no bound queue is silently dropped (we also
+publish with `mandatory=True`, which turns that into an error instead).
+
+Names derive from one base name per work queue (the dramatiq habit): `<service>.<event>` is the
+work queue, `<base>.retry-<delay>` are the delay queues and `<base>.dlq` holds dead letters. The
+delay is part of the retry queue's name because RabbitMQ refuses to redeclare a queue with other
+arguments; a changed schedule declares new queues instead of failing at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+EVENTS_EXCHANGE = "imgpipe.events"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A service's work queue and the routing keys it is bound to on `imgpipe.events`."""
+
+    base: str
+    routing_keys: tuple[str, ...]
+    schedule: str = "work"  # which retry schedule applies: "work" or "webhook"
+
+
+PROCESSOR_IMAGE_REQUESTED = QueueSpec("processor.image-requested", ("image.requested",))
+STATUS_IMAGE_OUTCOME = QueueSpec("status.image-outcome", ("image.processed", "image.failed"))
+STATUS_WEBHOOK_OUTCOME = QueueSpec(
+    "status.webhook-outcome", ("webhook.delivered", "webhook.failed")
+)
+NOTIFIER_REQUEST_COMPLETED = QueueSpec(
+    "notifier.request-completed", ("request.completed",), schedule="webhook"
+)
+
+ALL_QUEUES = (
+    PROCESSOR_IMAGE_REQUESTED,
+    STATUS_IMAGE_OUTCOME,
+    STATUS_WEBHOOK_OUTCOME,
+    NOTIFIER_REQUEST_COMPLETED,
+)
+
+
+def format_delay(seconds: float) -> str:
+    """`1.5` -> `1500ms`, `30` -> `30s`: short, exact and safe in a queue name."""
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Concrete names for one deployment; `prefix` isolates test runs on a shared broker."""
+
+    prefix: str = ""
+    work_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
+    webhook_retry_delays: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+    delivery_limit: int = 5
+
+    @property
+    def exchange(self) -> str:
+        return self.prefix + EVENTS_EXCHANGE
+
+    def queue(self, spec: QueueSpec) -> str:
+        return self.prefix + spec.base
+
+    def dlq(self, spec: QueueSpec) -> str:
+        return self.queue(spec) + ".dlq"
+
+    def retry_delays(self, spec: QueueSpec) -> tuple[float, ...]:
+        return self.webhook_retry_delays if spec.schedule == "webhook" else self.work_retry_delays
+
+    def retry_queue(self, spec: QueueSpec, delay: float) -> str:
+        return f"{self.queue(spec)}.retry-{format_delay(delay)}"
+
+    def max_attempts(self, spec: QueueSpec) -> int:
+        return len(self.retry_delays(spec)) + 1
+
+
+def _quorum_args(dead_letter_to: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"x-queue-type": "quorum"}
+    if dead_letter_to is not None:
+        # at-least-once dead-lettering keeps a message until the target queue confirms it;
+        # RabbitMQ only allows it together with overflow=reject-publish.
+        args |= {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dead_letter_to,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    return args
+
+
+async def declare_topology(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
+    """Declare the exchange and every queue (dead-letter queues first); return the exchange."""
+    exchange = await channel.declare_exchange(
+        topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    for spec in ALL_QUEUES:
+        main = topology.queue(spec)
+        await channel.declare_queue(topology.dlq(spec), durable=True, arguments=_quorum_args(None))
+        for delay in topology.retry_delays(spec):
+            # A fixed TTL per queue: RabbitMQ only expires messages at the head of a queue, so
+            # mixed per-message TTLs would make short delays wait behind long ones.
+            await channel.declare_queue(
+                topology.retry_queue(spec, delay),
+                durable=True,
+                arguments=_quorum_args(main) | {"x-message-ttl": round(delay * 1000)},
+            )
+        queue = await channel.declare_queue(
+            main,
+            durable=True,
+            arguments=_quorum_args(topology.dlq(spec))
+            | {"x-delivery-limit": topology.delivery_limit},
+        )
+        for key in spec.routing_keys:
+            await queue.bind(exchange, routing_key=key)
+    return exchange
+
+
+async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
+    """Remove everything `declare_topology` made (tests use this to leave no trace)."""
+    for spec in ALL_QUEUES:
+        names = [topology.queue(spec), topology.dlq(spec)]
+        names += [topology.retry_queue(spec, d) for d in topology.retry_delays(spec)]
+        for name in names:
+            await channel.queue_delete(name)
+    await channel.exchange_delete(topology.exchange)

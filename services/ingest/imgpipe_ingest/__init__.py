@@ -1,0 +1,1 @@
+"""imgpipe ingest: the HTTP gateway that validates uploads and queues their images."""

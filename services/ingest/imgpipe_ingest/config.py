@@ -1,0 +1,33 @@
+"""Ingest settings, from environment variables."""
+
+from __future__ import annotations
+
+from imgpipe_contracts.settings import BrokerSettings, MongoSettings
+from pydantic import Field
+
+from imgpipe_ingest.csv_format import CsvLimits
+
+
+class Settings(BrokerSettings, MongoSettings):
+    host: str = "127.0.0.1"
+    ingest_port: int = 8000
+    public_base_url: str = Field(
+        default="http://localhost:8010",
+        description="Where the status service (status API, files) is reachable by users.",
+    )
+    imgpipe_allow_private_networks: bool = False
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_rows: int = Field(default=200_000, ge=1)
+    max_urls_per_row: int = Field(default=50, ge=1)
+    max_images: int = Field(default=500_000, ge=1)
+    max_cell_chars: int = Field(default=10_000, ge=100)
+    max_url_length: int = Field(default=2_048, ge=64)
+
+    def csv_limits(self) -> CsvLimits:
+        return CsvLimits(
+            max_rows=self.max_rows,
+            max_urls_per_row=self.max_urls_per_row,
+            max_images=self.max_images,
+            max_cell_chars=self.max_cell_chars,
+            max_url_length=self.max_url_length,
+        )

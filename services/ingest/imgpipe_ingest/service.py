@@ -1,0 +1,93 @@
+"""Accepting an upload: record it, queue every image, announce it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from imgpipe_contracts.events import ImageRequested, RequestAccepted
+from imgpipe_contracts.messaging import Broker
+from imgpipe_contracts.netguard import is_public_address, literal_ip
+
+from imgpipe_ingest.csv_format import ProductRow, check_url
+from imgpipe_ingest.repository import RequestRepository
+
+log = logging.getLogger(__name__)
+
+
+class QueueingFailed(Exception):
+    """The request could not be recorded or queued; nothing will be processed."""
+
+
+def status_url(public_base_url: str, request_id: str) -> str:
+    return f"{public_base_url.rstrip('/')}/status/{request_id}"
+
+
+def image_jobs(request_id: str, rows: Sequence[ProductRow]) -> Iterator[ImageRequested]:
+    for row_index, row in enumerate(rows):
+        for position, url in enumerate(row.urls):
+            yield ImageRequested(
+                request_id=request_id,
+                row_index=row_index,
+                position=position,
+                serial_number=row.serial_number,
+                product_name=row.product_name,
+                url=url,
+            )
+
+
+async def accept_upload(
+    rows: Sequence[ProductRow],
+    webhook_url: str | None,
+    *,
+    repository: RequestRepository,
+    broker: Broker,
+    public_base_url: str,
+) -> str:
+    """Record the request and queue its images; return the new request id.
+
+    Returns only once the broker has confirmed every message, so a 202 means the work is
+    durably queued.
+    """
+    request_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    try:
+        await repository.add_request(request_id, rows, webhook_url, now)
+    except Exception as exc:
+        raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
+    try:
+        await broker.publish_many(image_jobs(request_id, rows))
+        await broker.publish(
+            RequestAccepted(
+                request_id=request_id,
+                rows=len(rows),
+                images=sum(len(r.urls) for r in rows),
+                webhook_url=webhook_url,
+                status_url=status_url(public_base_url, request_id),
+            )
+        )
+    except Exception as exc:
+        log.exception("queueing request %s failed", request_id)
+        try:
+            await repository.mark_failed(request_id, f"could not queue the images: {exc}", now)
+        except Exception:
+            log.exception("could not mark request %s as failed", request_id)
+        raise QueueingFailed(f"the message broker did not accept the work: {exc}") from exc
+    return request_id
+
+
+def webhook_url_problem(url: str, *, allow_private: bool, max_length: int) -> str | None:
+    """Why `url` cannot be a webhook target, or None. Hostnames are checked again on connect."""
+    problem = check_url(url, max_length)
+    if problem is not None or allow_private:
+        return problem
+    host = urlsplit(url).hostname or ""
+    ip = literal_ip(host)
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return "webhook_url points at this machine (localhost); use a public address"
+    if ip is not None and not is_public_address(ip):
+        return f"webhook_url points at the non-public address {ip}; use a public address"
+    return None

@@ -1,0 +1,1 @@
+"""imgpipe notifier: signed webhooks on completion, and the seed's /webhook/ receiver."""

@@ -1,0 +1,1 @@
+"""imgpipe processor: downloads images and recompresses them as JPEG quality 50."""

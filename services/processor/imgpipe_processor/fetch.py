@@ -1,0 +1,102 @@
+"""Downloading source images: one aiohttp session per process, timeouts, a streaming byte cap,
+and the SSRF guard on every address actually connected to (redirect hops included)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+from imgpipe_contracts.netguard import BlockedAddressError, guarded_socket_factory
+
+_TRANSIENT_STATUSES = {408, 425, 429}
+_CHUNK = 64 * 1024
+
+
+class DownloadFailed(Exception):
+    """The image could not be fetched; `reason` is a short code, `transient` says retry."""
+
+    def __init__(self, reason: str, detail: str, *, transient: bool = False) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int
+    max_redirects: int
+
+
+def make_session(
+    *, allow_private: bool, connect_timeout: float, total_timeout: float, per_host: int
+) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=0,
+        limit_per_host=per_host,
+        socket_factory=None if allow_private else guarded_socket_factory,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=total_timeout, sock_connect=connect_timeout, sock_read=connect_timeout * 2
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers={"User-Agent": "imgpipe/0.1 (+image optimiser)"},
+        auto_decompress=False,
+        trust_env=False,
+    )
+
+
+async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> bytes:
+    """The body of `url`, at most `limits.max_bytes`; raise DownloadFailed with a reason."""
+    try:
+        async with session.get(url, max_redirects=limits.max_redirects) as response:
+            if response.status >= 400:
+                transient = response.status in _TRANSIENT_STATUSES or response.status >= 500
+                raise DownloadFailed(
+                    f"http_{response.status}",
+                    f"the server answered {response.status} {response.reason or ''}".strip(),
+                    transient=transient,
+                )
+            if response.status != 200:
+                raise DownloadFailed(
+                    f"http_{response.status}", f"unexpected status {response.status}"
+                )
+            if (response.content_length or 0) > limits.max_bytes:
+                raise _too_large(limits.max_bytes)
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                body += chunk
+                if len(body) > limits.max_bytes:
+                    raise _too_large(limits.max_bytes)
+            return bytes(body)
+    except DownloadFailed:
+        raise
+    except aiohttp.TooManyRedirects:
+        raise DownloadFailed(
+            "too_many_redirects", f"more than {limits.max_redirects} redirects"
+        ) from None
+    except aiohttp.ClientConnectorDNSError as exc:
+        raise DownloadFailed("dns", f"the host name cannot be resolved: {exc.os_error}") from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, BlockedAddressError):
+            raise DownloadFailed("blocked_address", str(exc.os_error)) from None
+        raise DownloadFailed(
+            "connection", f"cannot connect: {exc.os_error}", transient=True
+        ) from None
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
+        raise DownloadFailed("invalid_url", f"not a fetchable http(s) URL: {exc}") from None
+    except TimeoutError:
+        raise DownloadFailed(
+            "timeout", "the server did not answer in time", transient=True
+        ) from None
+    except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        raise DownloadFailed(
+            "connection", f"the download broke off: {exc}", transient=True
+        ) from None
+
+
+def _too_large(max_bytes: int) -> DownloadFailed:
+    return DownloadFailed("too_large", f"the file is larger than {max_bytes} bytes")

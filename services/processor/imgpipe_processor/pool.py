@@ -1,0 +1,48 @@
+"""A process pool for Pillow work, replaced when a worker dies (a decoder crash or the OOM
+killer would otherwise leave every later job failing with BrokenProcessPool)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+
+from imgpipe_processor.transform import Recompressed, configure_worker, recompress
+
+
+class WorkerCrashed(Exception):
+    """A pool worker died while handling the job; the job may be retried."""
+
+
+class ImagePool:
+    def __init__(self, workers: int, max_pixels: int, quality: int) -> None:
+        self._workers = workers
+        self._max_pixels = max_pixels
+        self._quality = quality
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a process that runs an event loop and AMQP threads is unsafe.
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=configure_worker,
+            initargs=(self._max_pixels,),
+        )
+
+    async def recompress(self, data: bytes, destination: str) -> Recompressed:
+        loop = asyncio.get_running_loop()
+        executor = self._executor
+        job = partial(recompress, data, destination, self._max_pixels, self._quality)
+        try:
+            return await loop.run_in_executor(executor, job)
+        except BrokenProcessPool as exc:
+            if self._executor is executor:
+                self._executor = self._new_executor()
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise WorkerCrashed("an image worker process died") from exc
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,44 @@
+"""Where processed images live. A local directory now; the interface fits an S3 bucket later.
+
+Keys never come from user text alone: they are built from the request id (ours, checked to be
+hex), the row and the position, which makes them unique; a cleaned-up stem of the source file
+name is appended only so that people recognise the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class InvalidKey(ValueError):
+    """A job names a request id that is not one we could have issued."""
+
+
+def readable_stem(url: str, limit: int = 40) -> str:
+    stem = PurePosixPath(unquote(urlsplit(url).path)).stem
+    cleaned = _UNSAFE.sub("-", stem).strip("-_")[:limit].strip("-_")
+    return cleaned or "image"
+
+
+class LocalStorage:
+    def __init__(self, root: Path, public_base_url: str) -> None:
+        self.root = root.resolve()
+        self._base = public_base_url.rstrip("/")
+
+    def image_key(self, request_id: str, row_index: int, position: int, url: str) -> str:
+        if not _REQUEST_ID.match(request_id):
+            raise InvalidKey(f"request id {request_id!r} is not 32 hex digits")
+        return (
+            f"images/{request_id}/{row_index + 1:06d}-{position + 1:02d}-{readable_stem(url)}.jpg"
+        )
+
+    def path_for(self, key: str) -> Path:
+        return self.root / key
+
+    def url_for(self, key: str) -> str:
+        return f"{self._base}/files/{key}"

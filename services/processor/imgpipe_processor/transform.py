@@ -1,0 +1,97 @@
+"""Decode, normalise and re-encode one image. Runs in worker processes, never on the loop."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+# Decoders we accept; Pillow sniffs the format from the bytes, never from headers or names.
+# MPO is what many cameras and phones write: a JPEG with extra frames.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+class ImageRejected(Exception):
+    """The bytes are not an image we can (or may) decode; `reason` is a short code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Recompressed:
+    width: int
+    height: int
+    source_format: str
+    bytes_out: int
+
+
+def configure_worker(max_pixels: int) -> None:
+    """Process-pool initializer: make Pillow's own bomb guard agree with ours."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def recompress(data: bytes, destination: str, max_pixels: int, quality: int) -> Recompressed:
+    """Re-encode `data` as a JPEG at `destination` (atomically); raise ImageRejected."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected("not_an_image", "the content is not a supported image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected("bomb", "the image has too many pixels to decode") from None
+    except OSError as exc:
+        raise ImageRejected("corrupt", f"the image header cannot be read: {exc}") from None
+    with image:
+        source_format = image.format or "unknown"
+        if image.width * image.height > max_pixels:
+            raise ImageRejected(
+                "bomb", f"{image.width}x{image.height} is more than {max_pixels} pixels"
+            )
+        try:
+            image.load()
+            output, icc = _normalise(image)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageRejected("bomb", "the image has too many pixels to decode") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageRejected("corrupt", f"the image is truncated or damaged: {exc}") from None
+        path = Path(destination)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        output.save(temporary, "JPEG", quality=quality, icc_profile=icc)
+        os.replace(temporary, path)
+        return Recompressed(output.width, output.height, source_format, path.stat().st_size)
+
+
+def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
+    """Upright, opaque, 8-bit RGB or greyscale; returns the ICC profile still valid for it."""
+    icc = image.info.get("icc_profile")
+    upright = ImageOps.exif_transpose(image)
+    mode = upright.mode
+    if mode in ("RGB", "L"):
+        return upright, icc
+    if mode == "CMYK":
+        if icc:
+            srgb = ImageCms.createProfile("sRGB")
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(upright, source, srgb, outputMode="RGB")
+            if converted is not None:
+                return converted, None
+        return upright.convert("RGB"), None
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return upright.convert("I").point(lambda v: v / 256).convert("L"), None
+    if mode == "1":
+        return upright.convert("L"), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in upright.info
+    if has_alpha:
+        rgba = upright.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background, icc if mode in ("RGBA", "RGBa") else None
+    return upright.convert("RGB"), None

@@ -1,0 +1,1 @@
+"""imgpipe status: aggregates image outcomes in MongoDB, serves status, files and output CSVs."""

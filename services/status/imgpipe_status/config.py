@@ -1,0 +1,24 @@
+"""Status service settings, from environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgpipe_contracts.settings import BrokerSettings, MongoSettings
+from pydantic import Field
+
+
+class Settings(BrokerSettings, MongoSettings):
+    host: str = "127.0.0.1"
+    status_port: int = 8010
+    data_dir: Path = Path(".data/files")
+    public_base_url: str = Field(
+        default="http://localhost:8010",
+        description="Where this service is reachable by users; links it hands out start here.",
+    )
+    batch_size: int = Field(default=200, ge=1, description="Outcome events per database batch.")
+    batch_wait: float = Field(default=0.05, ge=0, description="Seconds to wait to fill a batch.")
+    outbox_interval: float = Field(default=5.0, gt=0)
+    outbox_grace: float = Field(
+        default=30.0, gt=0, description="Age after which an unpublished completion is re-sent."
+    )

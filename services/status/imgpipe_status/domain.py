@@ -1,0 +1,59 @@
+"""Pure rules of the status service: request states and the output CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from imgpipe_contracts.events import RequestState
+
+OUTPUT_HEADER = ("S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Errors")
+# OWASP CSV injection: a spreadsheet runs cells starting with these as formulas.
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def final_state(processed: int, failed: int) -> RequestState:
+    """Completed if anything could be processed; Failed when every image failed."""
+    return "Completed" if processed > 0 or failed == 0 else "Failed"
+
+
+def visible_state(stored: str, processed: int, failed: int) -> RequestState:
+    """Processing is shown, not stored: a request with outcomes but no final state."""
+    if stored == "Pending" and processed + failed > 0:
+        return "Processing"
+    return stored  # type: ignore[return-value]
+
+
+def output_csv_key(request_id: str) -> str:
+    return f"outputs/output_{request_id}.csv"
+
+
+def neutralise(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_TRIGGERS) else cell
+
+
+def output_row(product: Mapping[str, Any]) -> list[str]:
+    inputs: list[str] = product["input_image_urls"]
+    outputs: list[str | None] = product.get("output_image_urls") or [None] * len(inputs)
+    errors: list[str | None] = product.get("errors") or [None] * len(inputs)
+    problems = [f"{url} -> {err}" for url, err in zip(inputs, errors, strict=False) if err]
+    cells = [
+        str(product["serial_number"]),
+        product["product_name"],
+        ",".join(inputs),
+        ",".join(url or "" for url in outputs),
+        "; ".join(problems),
+    ]
+    return [neutralise(cell) for cell in cells]
+
+
+def render_output_csv(products: Iterable[Mapping[str, Any]]) -> str:
+    """The output CSV (RFC 4180: CRLF line ends, quotes where needed), rows in input order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(OUTPUT_HEADER)
+    for product in products:
+        writer.writerow(output_row(product))
+    return buffer.getvalue()

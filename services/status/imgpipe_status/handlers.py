@@ -1,0 +1,170 @@
+"""Status handlers: aggregate outcomes, complete requests exactly once, relay completions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from imgpipe_contracts.events import (
+    ImageFailed,
+    ImageProcessed,
+    RequestCompleted,
+    WebhookDelivered,
+    WebhookFailed,
+)
+from imgpipe_contracts.messaging import Broker, Delivery, Reject, Unavailable
+from pymongo.errors import ConnectionFailure
+
+from imgpipe_status.domain import final_state, output_csv_key, render_output_csv
+from imgpipe_status.repository import Progress, StatusRepository
+
+log = logging.getLogger(__name__)
+
+
+class OutputFiles:
+    """Output CSVs under DATA_DIR, written atomically off the event loop."""
+
+    def __init__(self, root: Path, public_base_url: str) -> None:
+        self.root = root
+        self._base = public_base_url.rstrip("/")
+
+    def url_for(self, key: str) -> str:
+        return f"{self._base}/files/{key}"
+
+    async def write(self, key: str, text: str) -> None:
+        await asyncio.to_thread(_write_atomically, self.root / key, text)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8", newline="")
+    temporary.replace(path)
+
+
+async def handle_image_outcomes(
+    deliveries: Sequence[Delivery],
+    *,
+    repository: StatusRepository,
+    broker: Broker,
+    files: OutputFiles,
+) -> None:
+    """Record a batch of ImageProcessed / ImageFailed and complete requests that are done."""
+    events = [d.event for d in deliveries]
+    outcomes = [e for e in events if isinstance(e, ImageProcessed | ImageFailed)]
+    if len(outcomes) != len(events):
+        raise Reject("status.image-outcome only takes image.processed / image.failed")
+    now = datetime.now(UTC)
+    with _database_errors_as_unavailable():
+        for progress in await repository.record_outcomes(outcomes, now):
+            if progress.all_in and progress.status == "Pending":
+                await complete_request(progress, repository=repository, broker=broker, files=files)
+
+
+async def complete_request(
+    progress: Progress, *, repository: StatusRepository, broker: Broker, files: OutputFiles
+) -> None:
+    """Confirm from the facts that every image has an outcome, then finish the request once.
+
+    The output CSV is written before the state changes (a client that sees Completed can
+    download it). The final state and the completion event are stored together (an outbox):
+    whoever wins the conditional update publishes; if it dies first, the relay does.
+    """
+    now = datetime.now(UTC)
+    confirmed = await repository.recount(progress.request_id, now)
+    if confirmed is None or not confirmed.all_in or confirmed.status != "Pending":
+        return
+    request = await repository.get_request(progress.request_id)
+    if request is None:
+        return
+    key = output_csv_key(confirmed.request_id)
+    products = await repository.products_in_order(confirmed.request_id)
+    await files.write(key, render_output_csv(products))
+    await repository.mark_products_processed(confirmed.request_id)
+    event = RequestCompleted(
+        request_id=confirmed.request_id,
+        status=final_state(confirmed.processed, confirmed.failed),
+        total=confirmed.total,
+        processed=confirmed.processed,
+        failed=confirmed.failed,
+        output_csv_path=key,
+        output_csv_url=files.url_for(key),
+        webhook_url=request.get("webhook_url"),
+    )
+    claimed = await repository.claim_completion(
+        confirmed.request_id,
+        {
+            "status": event.status,
+            "completed_at": now,
+            "updated_at": now,
+            "output_csv_path": event.output_csv_path,
+            "output_csv_url": event.output_csv_url,
+            "completion_event": event.model_dump(mode="json"),
+        },
+    )
+    if not claimed:
+        return
+    log.info(
+        "request %s %s: %d processed, %d failed",
+        event.request_id,
+        event.status,
+        event.processed,
+        event.failed,
+    )
+    await _publish_completion(event, repository=repository, broker=broker)
+
+
+async def _publish_completion(
+    event: RequestCompleted, *, repository: StatusRepository, broker: Broker
+) -> None:
+    try:
+        await broker.publish(event)
+    except Exception:
+        log.exception("publishing completion of %s failed; the relay will retry", event.request_id)
+        return
+    await repository.mark_completion_published(event.request_id)
+
+
+async def relay_pending_completions(
+    *, repository: StatusRepository, broker: Broker, grace: float
+) -> int:
+    """Publish completions whose claimer died before publishing; return how many."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace)
+    pending = await repository.pending_completions(cutoff)
+    for doc in pending:
+        event = RequestCompleted.model_validate(doc["completion_event"])
+        log.warning("relaying unpublished completion of %s", event.request_id)
+        await _publish_completion(event, repository=repository, broker=broker)
+    return len(pending)
+
+
+async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusRepository) -> None:
+    """Show the webhook's fate in the request's status."""
+    event = delivery.event
+    if isinstance(event, WebhookDelivered):
+        webhook = {"status": "delivered", "status_code": event.status_code, "reason": None}
+    elif isinstance(event, WebhookFailed):
+        webhook = {"status": "failed", "status_code": None, "reason": event.reason}
+    else:
+        raise Reject(f"status.webhook-outcome cannot handle {event.routing_key}")
+    webhook |= {
+        "webhook_id": event.webhook_id,
+        "url": event.url,
+        "attempts": event.attempts,
+        "at": event.occurred_at,
+    }
+    with _database_errors_as_unavailable():
+        await repository.record_webhook(event.request_id, webhook)
+
+
+@contextmanager
+def _database_errors_as_unavailable() -> Iterator[None]:
+    """While the database is unreachable, messages wait for it instead of using up retries."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise Unavailable(f"database unavailable: {exc}") from exc

@@ -1,0 +1,211 @@
+"""MongoDB access for the status service. Every query here is served by an index
+(`_id`, `products.request_rows`, `images.request_outcomes`, `requests.outbox_pending`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from imgpipe_contracts import store
+from imgpipe_contracts.events import ImageFailed, ImageProcessed
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError
+
+Outcome = ImageProcessed | ImageFailed
+Document = dict[str, Any]
+FINAL_STATES = ("Completed", "Failed")
+
+
+@dataclass(frozen=True)
+class Progress:
+    request_id: str
+    total: int
+    processed: int
+    failed: int
+    status: str
+
+    @property
+    def all_in(self) -> bool:
+        return self.processed + self.failed >= self.total
+
+
+def outcome_document(event: Outcome, now: datetime) -> Document:
+    doc: Document = {
+        "_id": event.image_id,
+        "request_id": event.request_id,
+        "row_index": event.row_index,
+        "position": event.position,
+        "input_url": event.input_url,
+        "event_id": event.event_id,
+        "recorded_at": now,
+    }
+    if isinstance(event, ImageProcessed):
+        doc |= {
+            "outcome": "processed",
+            "output_url": event.output_url,
+            "output_key": event.output_key,
+            "width": event.width,
+            "height": event.height,
+            "source_format": event.source_format,
+            "bytes_in": event.bytes_in,
+            "bytes_out": event.bytes_out,
+        }
+    else:
+        doc |= {
+            "outcome": "failed",
+            "reason": event.reason,
+            "detail": event.detail,
+            "attempts": event.attempts,
+        }
+    return doc
+
+
+def _product_update(event: Outcome) -> UpdateOne:
+    pos = event.position
+    if isinstance(event, ImageProcessed):
+        change = {f"output_image_urls.{pos}": event.output_url, f"errors.{pos}": None}
+    else:
+        change = {f"errors.{pos}": f"{event.reason}: {event.detail}"}
+    return UpdateOne({"_id": store.product_id(event.request_id, event.row_index)}, {"$set": change})
+
+
+class StatusRepository:
+    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+        self._client = client
+        self._db = client[db_name]
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+    async def ensure_indexes(self) -> None:
+        await store.ensure_indexes(self._db)
+
+    async def get_request(self, request_id: str) -> Document | None:
+        doc: Document | None = await self._db[store.REQUESTS].find_one({"_id": request_id})
+        return doc
+
+    async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
+        """Insert one fact per image and count only the new ones; return touched requests.
+
+        A batch that meets facts already stored (a redelivery, or a crash between insert and
+        count) recounts those requests from the facts instead of trusting the counters.
+        """
+        unique = {e.image_id: e for e in events}
+        docs = [outcome_document(e, now) for e in unique.values()]
+        duplicates = await self._insert_new(docs)
+        await self._db[store.PRODUCTS].bulk_write(
+            [_product_update(e) for e in unique.values()], ordered=False
+        )
+        fresh: dict[str, Counter[str]] = {}
+        for doc in docs:
+            fresh.setdefault(doc["request_id"], Counter())
+            if doc["_id"] not in duplicates:
+                fresh[doc["request_id"]][doc["outcome"]] += 1
+        recount = {unique[i].request_id for i in duplicates}
+        updates = [
+            UpdateOne(
+                {"_id": rid},
+                {
+                    "$inc": {"processed": counts["processed"], "failed": counts["failed"]},
+                    "$set": {"updated_at": now},
+                },
+            )
+            for rid, counts in fresh.items()
+            if rid not in recount and counts
+        ]
+        if updates:
+            await self._db[store.REQUESTS].bulk_write(updates, ordered=False)
+        for rid in recount:
+            await self.recount(rid, now)
+        cursor = self._db[store.REQUESTS].find(
+            {"_id": {"$in": list(fresh)}},
+            {"total": 1, "processed": 1, "failed": 1, "status": 1},
+        )
+        return [_progress(doc) async for doc in cursor]
+
+    async def _insert_new(self, docs: list[Document]) -> set[str]:
+        """Insert facts; return the ids that were already there."""
+        if not docs:
+            return set()
+        try:
+            await self._db[store.IMAGES].insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != store.DUPLICATE_KEY]
+            if others or exc.details.get("writeConcernErrors"):
+                raise
+            return {docs[e["index"]]["_id"] for e in errors}
+        return set()
+
+    async def recount(self, request_id: str, now: datetime) -> Progress | None:
+        """Set the counters from the facts; return the corrected progress."""
+        counts: Counter[str] = Counter()
+        pipeline: list[Document] = [
+            {"$match": {"request_id": request_id}},
+            {"$group": {"_id": "$outcome", "n": {"$sum": 1}}},
+        ]
+        async for row in await self._db[store.IMAGES].aggregate(pipeline):
+            counts[row["_id"]] = row["n"]
+        doc = await self._db[store.REQUESTS].find_one_and_update(
+            {"_id": request_id},
+            {
+                "$set": {
+                    "processed": counts["processed"],
+                    "failed": counts["failed"],
+                    "updated_at": now,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return _progress(doc) if doc else None
+
+    async def products_in_order(self, request_id: str) -> list[Document]:
+        cursor = self._db[store.PRODUCTS].find({"request_id": request_id}).sort("row_index", 1)
+        return [doc async for doc in cursor]
+
+    async def mark_products_processed(self, request_id: str) -> None:
+        await self._db[store.PRODUCTS].update_many(
+            {"request_id": request_id, "processed": False}, {"$set": {"processed": True}}
+        )
+
+    async def claim_completion(self, request_id: str, changes: Document) -> bool:
+        """Move the request to its final state unless someone already did; True if we did."""
+        result = await self._db[store.REQUESTS].update_one(
+            {"_id": request_id, "status": {"$nin": list(FINAL_STATES)}},
+            {"$set": changes | {"outbox_pending": True}},
+        )
+        return result.modified_count == 1
+
+    async def pending_completions(self, older_than: datetime) -> list[Document]:
+        cursor = self._db[store.REQUESTS].find(
+            {"outbox_pending": True, "completed_at": {"$lt": older_than}},
+            {"completion_event": 1},
+        )
+        return [doc async for doc in cursor]
+
+    async def mark_completion_published(self, request_id: str) -> None:
+        await self._db[store.REQUESTS].update_one(
+            {"_id": request_id}, {"$unset": {"outbox_pending": ""}}
+        )
+
+    async def record_webhook(self, request_id: str, webhook: Document) -> None:
+        await self._db[store.REQUESTS].update_one(
+            {"_id": request_id}, {"$set": {"webhook": webhook}}
+        )
+
+
+def _progress(doc: Document) -> Progress:
+    return Progress(
+        request_id=doc["_id"],
+        total=doc.get("total", 0),
+        processed=doc.get("processed", 0),
+        failed=doc.get("failed", 0),
+        status=doc.get("status", "Pending"),
+    )

@@ -1,0 +1,91 @@
+"""Fixtures for the real broker and database. Each test session gets its own name prefix on
+RabbitMQ and its own database, and removes both afterwards, so runs never see each other (or a
+`make run` on the same machine)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import pytest
+from imgpipe_contracts.settings import BrokerSettings
+from imgpipe_contracts.topology import Topology, delete_topology
+from imgpipe_dev.infra import SecantusServer, free_port, mongodb_answers, port_open
+from pymongo import AsyncMongoClient
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_IMAGES = REPO / "demo" / "images"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Names one test session uses on the shared servers."""
+
+    rabbitmq_url: str
+    mongodb_url: str
+    prefix: str
+    database: str
+
+    # Short retry schedules so that tests of retries finish in seconds.
+    retry_delays: str = "0.2,0.5"
+    webhook_retry_delays: str = "0.3,0.6,1"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a service at this namespace."""
+        return {
+            "RABBITMQ_URL": self.rabbitmq_url,
+            "BROKER_PREFIX": self.prefix,
+            "RETRY_DELAYS": self.retry_delays,
+            "WEBHOOK_RETRY_DELAYS": self.webhook_retry_delays,
+            "MONGODB_URL": self.mongodb_url,
+            "MONGODB_DB": self.database,
+        }
+
+    def broker_settings(self) -> BrokerSettings:
+        return BrokerSettings(**{k.lower(): v for k, v in self.env().items()})
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    parts = aio_pika.connection.URL(url)
+    if not port_open(parts.host or "127.0.0.1", parts.port or 5672):
+        pytest.fail(f"RabbitMQ does not answer at {url}; run `make broker` (make test does)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    url = os.environ.get("MONGODB_URL")
+    if url and mongodb_answers(url):
+        yield url
+        return
+    server = SecantusServer(free_port(), ":memory:")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
+    token = uuid.uuid4().hex[:10]
+    ns = Namespace(rabbitmq_url, mongodb_url, f"test-{token}.", f"imgpipe_test_{token}")
+    yield ns
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        await delete_topology(channel, ns.broker_settings().topology())
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_url)
+    await client.drop_database(ns.database)
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+def topology(namespace: Namespace) -> Topology:
+    return namespace.broker_settings().topology()

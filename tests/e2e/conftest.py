@@ -1,0 +1,165 @@
+"""The whole system as separate processes, plus the outside world it talks to: an image
+origin, a webhook receiver and a subscriber bound to `imgpipe.events`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aiohttp import web
+from imgpipe_dev.infra import free_port
+from imgpipe_dev.stack import Stack
+
+from tests.conftest import SAMPLE_IMAGES, Namespace
+
+WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWltZ3BpcGUtZTJlLXRlc3Rz"
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    ingest_url: str
+    status_url: str
+    notifier_url: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def running_stack(
+    namespace: Namespace, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    root = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")}
+    env = (
+        os.environ
+        | namespace.env()
+        | {k: str(v) for k, v in ports.items()}
+        | {
+            "DATA_DIR": str(root / "files"),
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['STATUS_PORT']}",
+            "IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true",
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "WORKERS": "2",
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    stack = Stack(env, log_dir=root / "logs")
+    stack.start()
+    try:
+        stack.wait_healthy()
+        yield RunningStack(
+            stack,
+            ingest_url=f"http://127.0.0.1:{ports['INGEST_PORT']}",
+            status_url=f"http://127.0.0.1:{ports['STATUS_PORT']}",
+            notifier_url=f"http://127.0.0.1:{ports['NOTIFIER_PORT']}",
+            data_dir=root / "files",
+        )
+    finally:
+        stack.stop()
+        for log in sorted((root / "logs").glob("*.log")):
+            print(f"----- {log.name} -----\n{log.read_text()[-6000:]}")
+
+
+@dataclass
+class Origin:
+    """A local HTTP server with real photos; every other path is a 404."""
+
+    base_url: str
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+async def origin() -> AsyncIterator[Origin]:
+    port = free_port()
+    served = Origin(f"http://127.0.0.1:{port}")
+
+    async def image(request: web.Request) -> web.StreamResponse:
+        served.requests.append(request.path)
+        path = SAMPLE_IMAGES / request.match_info["name"]
+        if request.match_info["name"] not in {p.name for p in SAMPLE_IMAGES.glob("*.jpg")}:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    app = web.Application()
+    app.router.add_get("/{folder:.*}/{name}", image)
+    app.router.add_get("/{name}", image)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield served
+    await runner.cleanup()
+
+
+@dataclass
+class ReceivedCall:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookReceiver:
+    url: str
+    calls: list[ReceivedCall] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    port = free_port()
+    receiver = WebhookReceiver(f"http://127.0.0.1:{port}/hook")
+
+    async def hook(request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        receiver.calls.append(ReceivedCall(headers, await request.read()))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield receiver
+    await runner.cleanup()
+
+
+@dataclass
+class Subscriber:
+    """Another team's service: its own queue bound to every event on `imgpipe.events`."""
+
+    messages: list[aio_pika.abc.AbstractIncomingMessage] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+async def subscriber(
+    running_stack: RunningStack, namespace: Namespace
+) -> AsyncIterator[Subscriber]:
+    connection = await aio_pika.connect_robust(namespace.rabbitmq_url)
+    channel = await connection.channel()
+    exchange = await channel.get_exchange(namespace.prefix + "imgpipe.events")
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key="#")
+    seen = Subscriber()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        seen.messages.append(message)
+        await message.ack()
+
+    await queue.consume(on_message)
+    yield seen
+    await connection.close()
+
+
+async def eventually(check: object, within: float = 60, interval: float = 0.2) -> object:
+    """Poll `check` (an async callable) until it returns something truthy, or fail."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()  # type: ignore[operator]
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s (last: {result!r})")
+        await asyncio.sleep(interval)

@@ -1,0 +1,150 @@
+"""The seed's workflow end to end: upload, processing, status, output CSV, webhook, events."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import aiohttp
+import orjson
+from PIL import Image
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import SAMPLE_IMAGES
+from tests.e2e.conftest import (
+    WEBHOOK_SECRET,
+    Origin,
+    RunningStack,
+    Subscriber,
+    WebhookReceiver,
+    eventually,
+)
+
+
+def seed_csv(origin: str) -> str:
+    """The seed's format: several rows, several URLs in a quoted cell, one broken URL, and
+    two different URLs that end in the same file name."""
+    return (
+        "S. No.,Product Name,Input Image Urls\r\n"
+        f'1,SKU1,"{origin}/cat.jpg, {origin}/coffee.jpg"\r\n'
+        f'2,"Mug, ""large""",{origin}/astronaut.jpg\r\n'
+        f'3,SKU3,"{origin}/hubble.jpg,{origin}/missing.jpg,{origin}/other/cat.jpg"\r\n'
+    )
+
+
+def quality_50_tables() -> dict[int, list[int]]:
+    """The quantisation tables libjpeg writes at quality 50, read back from a fresh encode."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 60, 30)).save(buffer, "JPEG", quality=50)
+    with Image.open(buffer) as reference:
+        return {k: list(v) for k, v in reference.quantization.items()}
+
+
+async def upload(
+    session: aiohttp.ClientSession, stack: RunningStack, text: str, webhook_url: str
+) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    form.add_field("file", text.encode(), filename="products.csv", content_type="text/csv")
+    form.add_field("webhook_url", webhook_url)
+    async with session.post(f"{stack.ingest_url}/upload/", data=form) as response:
+        assert response.status == 202, await response.text()
+        body: dict[str, Any] = await response.json()
+    return body
+
+
+async def wait_for_final_status(session: aiohttp.ClientSession, status_url: str) -> dict[str, Any]:
+    async def final() -> dict[str, Any] | None:
+        async with session.get(status_url) as response:
+            body: dict[str, Any] = await response.json()
+        return body if body["status"] in ("Completed", "Failed") else None
+
+    result: dict[str, Any] = await eventually(final)  # type: ignore[assignment]
+    return result
+
+
+async def test_seed_csv_is_processed_end_to_end(
+    running_stack: RunningStack,
+    origin: Origin,
+    webhook_receiver: WebhookReceiver,
+    subscriber: Subscriber,
+) -> None:
+    o = origin.base_url
+    async with aiohttp.ClientSession() as session:
+        accepted = await upload(session, running_stack, seed_csv(o), webhook_receiver.url)
+        request_id = accepted["request_id"]
+        assert accepted["status_url"] == f"{running_stack.status_url}/status/{request_id}"
+
+        status = await wait_for_final_status(session, accepted["status_url"])
+        assert status["status"] == "Completed"
+        assert status["progress"] == {"total": 6, "processed": 5, "failed": 1}
+
+        async with session.get(status["output_csv_url"]) as response:
+            assert response.status == 200
+            rows = list(csv.reader(io.StringIO(await response.text())))
+        assert rows[0] == [
+            "S. No.",
+            "Product Name",
+            "Input Image Urls",
+            "Output Image Urls",
+            "Errors",
+        ]
+        assert [r[:3] for r in rows[1:]] == [
+            ["1", "SKU1", f"{o}/cat.jpg,{o}/coffee.jpg"],
+            ["2", 'Mug, "large"', f"{o}/astronaut.jpg"],
+            ["3", "SKU3", f"{o}/hubble.jpg,{o}/missing.jpg,{o}/other/cat.jpg"],
+        ]
+        outputs = [r[3].split(",") for r in rows[1:]]
+        assert [len(o) for o in outputs] == [2, 1, 3]
+        assert outputs[2][1] == "", "the failed image leaves its position empty"
+        assert "missing.jpg -> http_404" in rows[3][4]
+        assert rows[1][4] == rows[2][4] == ""
+
+        sources = [["cat.jpg", "coffee.jpg"], ["astronaut.jpg"], ["hubble.jpg", None, "cat.jpg"]]
+        expected_tables = quality_50_tables()
+        output_urls = [u for row in outputs for u in row if u]
+        assert len(set(output_urls)) == 5, "two files named cat.jpg must not share an output"
+        for row_outputs, row_sources in zip(outputs, sources, strict=True):
+            for url, source in zip(row_outputs, row_sources, strict=True):
+                if source is None:
+                    continue
+                async with session.get(url) as response:
+                    assert response.status == 200, url
+                    data = await response.read()
+                with (
+                    Image.open(io.BytesIO(data)) as produced,
+                    Image.open(SAMPLE_IMAGES / source) as original,
+                ):
+                    produced.load()
+                    assert produced.format == "JPEG"
+                    assert produced.size == original.size
+                    assert {k: list(v) for k, v in produced.quantization.items()} == (
+                        expected_tables
+                    )
+
+        async def webhook_recorded() -> dict[str, Any] | None:
+            async with session.get(accepted["status_url"]) as response:
+                body: dict[str, Any] = await response.json()
+            return body if body["webhook"] else None
+
+        final = await eventually(webhook_recorded)
+        assert final["webhook"]["status"] == "delivered"  # type: ignore[index]
+
+    calls = [c for c in webhook_receiver.calls if orjson.loads(c.body)["request_id"] == request_id]
+    assert len(calls) == 1
+    payload = Webhook(WEBHOOK_SECRET).verify(calls[0].body, calls[0].headers)
+    assert payload["status"] == "Completed"
+    assert payload["output_csv_url"] == status["output_csv_url"]
+    assert (payload["total"], payload["processed"], payload["failed"]) == (6, 5, 1)
+
+    async def completion_event() -> list[dict[str, Any]]:
+        return [
+            orjson.loads(m.body)
+            for m in subscriber.messages
+            if m.routing_key == "request.completed"
+            and orjson.loads(m.body)["request_id"] == request_id
+        ]
+
+    events = await eventually(completion_event)
+    assert events[0]["status"] == "Completed"  # type: ignore[index]
+    assert events[0]["event_id"] == calls[0].headers["webhook-id"]  # type: ignore[index]
