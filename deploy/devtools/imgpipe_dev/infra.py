@@ -122,6 +122,7 @@ class SecantusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopped by us, after the services, not by a Ctrl-C
         )
 
         def ready() -> bool:

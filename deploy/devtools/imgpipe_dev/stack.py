@@ -55,11 +55,20 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{name}.log", "ab") as log:
                 process = subprocess.Popen(
-                    command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                    command,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
         else:
+            # Own session: a Ctrl-C reaches only the launcher, which stops services in order.
             process = subprocess.Popen(
-                command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                command,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             assert process.stdout is not None
             threading.Thread(

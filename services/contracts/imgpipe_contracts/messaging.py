@@ -18,12 +18,18 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from aio_pika.exceptions import AMQPError, PublishError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from imgpipe_contracts.events import Event, parse_event
 from imgpipe_contracts.settings import BrokerSettings
-from imgpipe_contracts.topology import QueueSpec, Topology, declare_topology
+from imgpipe_contracts.topology import ROUTED_KEYS, QueueSpec, Topology, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +125,12 @@ class Broker:
         self, exchange: AbstractExchange | None, routing_key: str, message: aio_pika.Message
     ) -> None:
         assert exchange is not None, "call start() first"
+        # Work that some service must do is published `mandatory`, so a missing queue is an
+        # error instead of a silent drop; pure announcements may have no subscriber at all.
+        mandatory = exchange is self._default_exchange or routing_key in ROUTED_KEYS
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_RETRYABLE_PUBLISH_ERRORS),
+            retry=retry_if_exception_type(_RETRYABLE_PUBLISH_ERRORS)
+            & retry_if_not_exception_type(PublishError),
             stop=stop_after_delay(self.settings.publish_timeout * 3),
             wait=wait_exponential(multiplier=0.2, max=5),
             reraise=True,
@@ -129,7 +139,7 @@ class Broker:
                 await exchange.publish(
                     message,
                     routing_key=routing_key,
-                    mandatory=True,
+                    mandatory=mandatory,
                     timeout=self.settings.publish_timeout,
                 )
 

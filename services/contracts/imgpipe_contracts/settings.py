@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -43,8 +44,10 @@ class BrokerSettings(BaseSettings):
     @field_validator("retry_delays", "webhook_retry_delays")
     @classmethod
     def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not value or any(d <= 0 for d in value):
-            raise ValueError("give one or more positive delays in seconds, e.g. '1,5,30'")
+        if not value or not all(math.isfinite(d) and d >= 0.001 for d in value):
+            raise ValueError(
+                "give one or more positive delays in seconds (at least 0.001), e.g. '1,5,30'"
+            )
         return value
 
     def topology(self) -> Topology:

@@ -46,6 +46,9 @@ ALL_QUEUES = (
     NOTIFIER_REQUEST_COMPLETED,
 )
 
+# Routing keys some service's work queue is bound to; publishing them must reach a queue.
+ROUTED_KEYS = frozenset(key for spec in ALL_QUEUES for key in spec.routing_keys)
+
 
 def format_delay(seconds: float) -> str:
     """`1.5` -> `1500ms`, `30` -> `30s`: short, exact and safe in a queue name."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import urlsplit
@@ -90,46 +89,51 @@ def _clip(text: str, size: int = 80) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def _records(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
-    """CSV records with the physical line each one starts on."""
-    reader = csv.reader(text, strict=True)
-    start = 1
-    for record in reader:
-        yield start, record
-        start = reader.line_num + 1
+def _binary(line: int) -> CsvRejected:
+    message = "the file contains binary data (NUL bytes); upload a CSV text file"
+    return CsvRejected([Problem(line, message)], status=415)
 
 
 def parse_products(data: IO[bytes], limits: CsvLimits) -> list[ProductRow]:
     """Parse and validate an upload; raise CsvRejected listing every problem found."""
     csv.field_size_limit(max(limits.max_cell_chars * 4, 131_072))
     text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
     problems = _Collector(limits.max_problems)
     rows: list[ProductRow] = []
     seen_serials: dict[int, int] = {}
-    images = 0
+    images = data_rows = 0
     header_seen = False
+    line = 1  # the physical line the current record starts on
     try:
-        for line, record in _records(text):
+        for record in reader:
+            if any("\x00" in cell for cell in record):
+                raise _binary(line)
             if not any(cell.strip() for cell in record):
+                line = reader.line_num + 1
                 continue
             if not header_seen:
                 header_seen = True
                 _check_header(line, record)
-                continue
-            if len(rows) >= limits.max_rows:
-                raise CsvRejected([Problem(line, f"more than {limits.max_rows} product rows")])
-            row = _parse_row(line, record, limits, problems, seen_serials)
-            if row is not None:
-                rows.append(row)
-                images += len(row.urls)
-                if images > limits.max_images:
-                    msg = f"more than {limits.max_images} image URLs in one file"
+            else:
+                data_rows += 1
+                if data_rows > limits.max_rows:
+                    msg = f"more than {limits.max_rows} product rows; split the file"
                     raise CsvRejected([Problem(line, msg)])
+                row = _parse_row(line, record, limits, problems, seen_serials)
+                if row is not None:
+                    rows.append(row)
+                    images += len(row.urls)
+                    if images > limits.max_images:
+                        msg = f"more than {limits.max_images} image URLs in one file; split it"
+                        raise CsvRejected([Problem(line, msg)])
+            line = reader.line_num + 1
     except UnicodeDecodeError as exc:
         msg = f"the file is not UTF-8 text (byte {exc.start} of a chunk cannot be decoded)"
         raise CsvRejected([Problem(None, msg + "; save it as CSV UTF-8")], status=415) from None
     except csv.Error as exc:
-        raise CsvRejected([Problem(None, f"not a readable CSV file: {exc}")], status=415) from None
+        problem = Problem(line, f"not a readable CSV file: {exc}")
+        raise CsvRejected([problem], status=415) from None
     finally:
         text.detach()
     if not header_seen:

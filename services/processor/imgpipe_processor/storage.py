@@ -11,7 +11,7 @@ import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -31,7 +31,7 @@ class LocalStorage:
         self._base = public_base_url.rstrip("/")
 
     def image_key(self, request_id: str, row_index: int, position: int, url: str) -> str:
-        if not _REQUEST_ID.match(request_id):
+        if not _REQUEST_ID.fullmatch(request_id):
             raise InvalidKey(f"request id {request_id!r} is not 32 hex digits")
         return (
             f"images/{request_id}/{row_index + 1:06d}-{position + 1:02d}-{readable_stem(url)}.jpg"

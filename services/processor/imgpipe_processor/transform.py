@@ -11,8 +11,9 @@ from pathlib import Path
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # Decoders we accept; Pillow sniffs the format from the bytes, never from headers or names.
-# MPO is what many cameras and phones write: a JPEG with extra frames.
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Camera MPO files (a JPEG with extra frames) open through the JPEG decoder: Pillow registers
+# no separate "MPO" opener, and naming one here would raise KeyError for every other format.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class ImageRejected(Exception):

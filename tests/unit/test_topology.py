@@ -1,0 +1,88 @@
+"""Broker names: everything for one work queue derives from its base name."""
+
+from __future__ import annotations
+
+import pytest
+from imgpipe_contracts.topology import (
+    ALL_QUEUES,
+    NOTIFIER_REQUEST_COMPLETED,
+    PROCESSOR_IMAGE_REQUESTED,
+    STATUS_IMAGE_OUTCOME,
+    QueueSpec,
+    Topology,
+    format_delay,
+)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (30, "30s"),
+        (30.0, "30s"),
+        (1, "1s"),
+        (36000.0, "36000s"),
+        (1.5, "1500ms"),
+        (0.2, "200ms"),
+        (0.25, "250ms"),
+        (0.001, "1ms"),
+        (2.75, "2750ms"),
+    ],
+)
+def test_format_delay_writes_whole_seconds_as_s_and_fractions_as_ms(
+    seconds: float, text: str
+) -> None:
+    assert format_delay(seconds) == text
+
+
+def test_names_of_one_queue_all_derive_from_its_base() -> None:
+    topology = Topology(prefix="run-7.", work_retry_delays=(0.5, 2.0))
+    spec = PROCESSOR_IMAGE_REQUESTED
+
+    assert topology.queue(spec) == "run-7.processor.image-requested"
+    assert topology.dlq(spec) == "run-7.processor.image-requested.dlq"
+    assert [topology.retry_queue(spec, d) for d in topology.retry_delays(spec)] == [
+        "run-7.processor.image-requested.retry-500ms",
+        "run-7.processor.image-requested.retry-2s",
+    ]
+
+
+def test_a_custom_spec_gets_names_from_its_own_base() -> None:
+    spec = QueueSpec("svc.thing-happened", ("thing.happened",))
+    topology = Topology()
+
+    assert topology.queue(spec) == "svc.thing-happened"
+    assert topology.dlq(spec) == "svc.thing-happened.dlq"
+    assert topology.retry_queue(spec, 30) == "svc.thing-happened.retry-30s"
+
+
+def test_exchange_name_carries_the_prefix() -> None:
+    assert Topology().exchange == "imgpipe.events"
+    assert Topology(prefix="p.").exchange == "p.imgpipe.events"
+
+
+def test_webhook_queue_uses_the_webhook_schedule_and_others_the_work_schedule() -> None:
+    topology = Topology(work_retry_delays=(1.0,), webhook_retry_delays=(5.0, 60.0))
+
+    assert topology.retry_delays(NOTIFIER_REQUEST_COMPLETED) == (5.0, 60.0)
+    assert topology.retry_delays(PROCESSOR_IMAGE_REQUESTED) == (1.0,)
+    assert topology.retry_delays(STATUS_IMAGE_OUTCOME) == (1.0,)
+
+
+def test_max_attempts_is_one_more_than_the_number_of_retries() -> None:
+    topology = Topology(work_retry_delays=(1.0, 5.0, 30.0), webhook_retry_delays=(5.0,))
+
+    assert topology.max_attempts(PROCESSOR_IMAGE_REQUESTED) == 4
+    assert topology.max_attempts(NOTIFIER_REQUEST_COMPLETED) == 2
+
+
+def test_every_queue_name_in_the_default_topology_is_distinct_and_starts_with_its_base() -> None:
+    topology = Topology(prefix="x.")
+    names: list[str] = []
+    for spec in ALL_QUEUES:
+        own = [topology.queue(spec), topology.dlq(spec)]
+        own += [topology.retry_queue(spec, d) for d in topology.retry_delays(spec)]
+        assert all(name.startswith("x." + spec.base) for name in own)
+        names += own
+
+    assert len(names) == len(set(names))
+    assert len(names) == 4 * 2 + 3 * 3 + 6
