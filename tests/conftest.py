@@ -4,16 +4,18 @@ RabbitMQ and its own database, and removes both afterwards, so runs never see ea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
 from imgpipe_contracts.settings import BrokerSettings
-from imgpipe_contracts.topology import Topology, delete_topology
+from imgpipe_contracts.topology import delete_topology
 from imgpipe_dev.infra import SecantusServer, free_port, mongodb_answers, port_open
 from pymongo import AsyncMongoClient
 
@@ -52,8 +54,8 @@ class Namespace:
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
     url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    parts = aio_pika.connection.URL(url)
-    if not port_open(parts.host or "127.0.0.1", parts.port or 5672):
+    parts = urlsplit(url)
+    if not port_open(parts.hostname or "127.0.0.1", parts.port or 5672):
         pytest.fail(f"RabbitMQ does not answer at {url}; run `make broker` (make test does)")
     return url
 
@@ -72,20 +74,25 @@ def mongodb_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-async def namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
+@contextlib.asynccontextmanager
+async def new_namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
+    """A fresh prefix and database; everything made under them is removed on exit."""
     token = uuid.uuid4().hex[:10]
     ns = Namespace(rabbitmq_url, mongodb_url, f"test-{token}.", f"imgpipe_test_{token}")
-    yield ns
-    connection = await aio_pika.connect(rabbitmq_url)
-    async with connection:
-        channel = await connection.channel()
-        await delete_topology(channel, ns.broker_settings().topology())
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_url)
-    await client.drop_database(ns.database)
-    await client.close()
+    try:
+        yield ns
+    finally:
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            channel = await connection.channel()
+            await delete_topology(channel, ns.broker_settings().topology())
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_url)
+        await client.drop_database(ns.database)
+        await client.close()
 
 
 @pytest.fixture(scope="session")
-def topology(namespace: Namespace) -> Topology:
-    return namespace.broker_settings().topology()
+async def namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
+    """The namespace of the session's running stack (e2e)."""
+    async with new_namespace(rabbitmq_url, mongodb_url) as ns:
+        yield ns

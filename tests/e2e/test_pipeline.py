@@ -148,3 +148,47 @@ async def test_seed_csv_is_processed_end_to_end(
     events = await eventually(completion_event)
     assert events[0]["status"] == "Completed"  # type: ignore[index]
     assert events[0]["event_id"] == calls[0].headers["webhook-id"]  # type: ignore[index]
+
+
+async def test_the_same_file_uploaded_twice_gives_two_independent_results(
+    running_stack: RunningStack, origin: Origin, webhook_receiver: WebhookReceiver
+) -> None:
+    text = seed_csv(origin.base_url)
+    async with aiohttp.ClientSession() as session:
+        first, second = [
+            await upload(session, running_stack, text, webhook_receiver.url) for _ in range(2)
+        ]
+        assert first["request_id"] != second["request_id"]
+        results = [await wait_for_final_status(session, r["status_url"]) for r in (first, second)]
+        assert [r["progress"] for r in results] == [{"total": 6, "processed": 5, "failed": 1}] * 2
+        tables = []
+        for result in results:
+            async with session.get(result["output_csv_url"]) as response:
+                tables.append(list(csv.reader(io.StringIO(await response.text()))))
+    assert [r[:3] for r in tables[0]] == [r[:3] for r in tables[1]]
+    first_outputs = {u for r in tables[0][1:] for u in r[3].split(",") if u}
+    second_outputs = {u for r in tables[1][1:] for u in r[3].split(",") if u}
+    assert len(first_outputs) == len(second_outputs) == 5
+    assert not first_outputs & second_outputs
+
+
+async def test_an_unknown_request_id_gets_404(running_stack: RunningStack) -> None:
+    url = f"{running_stack.status_url}/status/{'f' * 32}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 404
+        assert "no request with id" in (await response.json())["detail"]
+
+
+async def test_a_rejected_upload_names_the_line_and_the_problem(
+    running_stack: RunningStack,
+) -> None:
+    text = "S. No.,Product Name,Input Image Urls\n1,SKU1,http://a.test/x.jpg\n2,SKU2,not-a-url\n"
+    form = aiohttp.FormData()
+    form.add_field("file", text.encode(), filename="bad.csv", content_type="text/csv")
+    url = f"{running_stack.ingest_url}/upload/"
+    async with aiohttp.ClientSession() as session, session.post(url, data=form) as response:
+        assert response.status == 422
+        body = await response.json()
+    assert body["problems"] == [
+        {"line": 3, "message": "URL 'not-a-url' must start with http:// or https://"}
+    ]

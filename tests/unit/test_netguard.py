@@ -44,6 +44,8 @@ REFUSED = [
     "239.255.255.250",
     "ff02::1",
     "2001:db8::1",
+    "::127.0.0.1",
+    "::ffff:0:7f00:1",
 ]
 
 ACCEPTED = [
@@ -66,7 +68,9 @@ def test_internal_address_is_not_public(address: str) -> None:
 
 @pytest.mark.parametrize("address", REFUSED)
 def test_check_address_refuses_internal_address(address: str) -> None:
-    with pytest.raises(BlockedAddressError, match="refusing to connect to non-public address"):
+    with pytest.raises(
+        BlockedAddressError, match="loopback, private, link-local or otherwise internal"
+    ):
         check_address(address)
 
 
@@ -85,8 +89,17 @@ def test_blocked_address_error_is_an_os_error_so_aiohttp_wraps_it_as_a_connect_e
 
 
 def test_check_address_ignores_the_ipv6_zone_id() -> None:
-    with pytest.raises(BlockedAddressError, match="fe80::1"):
+    with pytest.raises(BlockedAddressError):
         check_address("fe80::1%eth0")
+
+
+def test_every_blocked_address_gets_the_same_message_so_aiohappyeyeballs_keeps_the_error() -> None:
+    messages = set()
+    for address in ("127.0.0.1", "::1", "10.0.0.1"):
+        with pytest.raises(BlockedAddressError) as caught:
+            check_address(address)
+        messages.add(str(caught.value))
+    assert len(messages) == 1
 
 
 def test_check_address_refuses_a_host_name_instead_of_guessing() -> None:

@@ -18,6 +18,15 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _EXTRA_BLOCKED = [ipaddress.ip_network(n) for n in ("100.64.0.0/10", "64:ff9b:1::/48")]
 
 
+BLOCKED_MESSAGE = (
+    "the address is loopback, private, link-local or otherwise internal; "
+    "IMGPIPE_ALLOW_PRIVATE_NETWORKS allows it"
+)
+
+
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
 class BlockedAddressError(OSError):
     """The destination is a loopback, private, link-local or otherwise internal address."""
 
@@ -44,6 +53,10 @@ def is_public_address(ip: IPAddress) -> bool:
         return is_public_address(inner)
     if ip.is_multicast or not ip.is_global:
         return False
+    # Only global unicast is routable IPv6; this also refuses the deprecated IPv4-compatible
+    # (::a.b.c.d) and IPv4-translated (::ffff:0:a.b.c.d) forms.
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST_V6:
+        return False
     return not any(ip in net for net in _EXTRA_BLOCKED if net.version == ip.version)
 
 
@@ -51,7 +64,10 @@ def check_address(host: str) -> None:
     """Raise BlockedAddressError unless `host` (a literal IP address) is public."""
     ip = ipaddress.ip_address(host.split("%", 1)[0])
     if not is_public_address(ip):
-        raise BlockedAddressError(f"refusing to connect to non-public address {ip}")
+        # One message for every address: when a name resolves to several blocked addresses,
+        # aiohappyeyeballs re-raises our exception only if all their messages are equal (else
+        # it folds them into a plain OSError and the reason would be lost).
+        raise BlockedAddressError(BLOCKED_MESSAGE)
 
 
 def literal_ip(host: str) -> IPAddress | None:

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from imgpipe_contracts.messaging import Broker
 from pymongo import AsyncMongoClient
 
@@ -14,6 +16,24 @@ from imgpipe_ingest.body_limit import BodySizeLimit
 from imgpipe_ingest.config import Settings
 from imgpipe_ingest.repository import RequestRepository
 from imgpipe_ingest.routes import health, upload
+from imgpipe_ingest.schemas import ProblemOut, UploadRejected
+
+
+async def form_rejected(request: Request, exc: Exception) -> JSONResponse:
+    """Form errors in the same shape as CSV problems, so clients parse one error format."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        ProblemOut(
+            line=None,
+            message=f"{'.'.join(str(p) for p in error['loc'][1:]) or 'form'}: {error['msg']}",
+        )
+        for error in exc.errors()
+    ]
+    body = UploadRejected(
+        detail="the form is incomplete or invalid; send the CSV as the multipart field 'file'",
+        problems=problems,
+    )
+    return JSONResponse(body.model_dump(), status_code=422)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -44,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_exception_handler(RequestValidationError, form_rejected)
     app.include_router(upload.router)
     app.include_router(health.router)
     return app

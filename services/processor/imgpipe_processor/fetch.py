@@ -52,7 +52,14 @@ def make_session(
 async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> bytes:
     """The body of `url`, at most `limits.max_bytes`; raise DownloadFailed with a reason."""
     try:
-        async with session.get(url, max_redirects=limits.max_redirects) as response:
+        # aiohttp gives up on the max_redirects-th redirect response and treats 0 as "no limit";
+        # we mean "follow at most N redirects".
+        follow = limits.max_redirects > 0
+        async with session.get(
+            url, allow_redirects=follow, max_redirects=limits.max_redirects + 1
+        ) as response:
+            if not follow and 300 <= response.status < 400:
+                raise _too_many_redirects(limits.max_redirects)
             if response.status >= 400:
                 transient = response.status in _TRANSIENT_STATUSES or response.status >= 500
                 raise DownloadFailed(
@@ -75,18 +82,17 @@ async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits
     except DownloadFailed:
         raise
     except aiohttp.TooManyRedirects:
-        raise DownloadFailed(
-            "too_many_redirects", f"more than {limits.max_redirects} redirects"
-        ) from None
+        raise _too_many_redirects(limits.max_redirects) from None
     except aiohttp.ClientConnectorDNSError as exc:
         raise DownloadFailed("dns", f"the host name cannot be resolved: {exc.os_error}") from None
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, BlockedAddressError):
-            raise DownloadFailed("blocked_address", str(exc.os_error)) from None
+            host = exc.host
+            raise DownloadFailed("blocked_address", f"{host}: {exc.os_error}") from None
         raise DownloadFailed(
             "connection", f"cannot connect: {exc.os_error}", transient=True
         ) from None
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
         raise DownloadFailed("invalid_url", f"not a fetchable http(s) URL: {exc}") from None
     except TimeoutError:
         raise DownloadFailed(
@@ -96,6 +102,10 @@ async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits
         raise DownloadFailed(
             "connection", f"the download broke off: {exc}", transient=True
         ) from None
+
+
+def _too_many_redirects(limit: int) -> DownloadFailed:
+    return DownloadFailed("too_many_redirects", f"more than {limit} redirects")
 
 
 def _too_large(max_bytes: int) -> DownloadFailed:

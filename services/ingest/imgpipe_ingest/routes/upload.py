@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from imgpipe_ingest.csv_format import CsvRejected, Problem, parse_products
 from imgpipe_ingest.deps import BrokerDep, RepositoryDep, SettingsDep
-from imgpipe_ingest.schemas import ErrorOut, UploadAccepted, UploadRejected
+from imgpipe_ingest.schemas import ErrorOut, ProblemOut, UploadAccepted, UploadRejected
 from imgpipe_ingest.service import QueueingFailed, accept_upload, status_url, webhook_url_problem
 
 router = APIRouter()
@@ -53,7 +53,7 @@ async def upload(
         body = UploadRejected(
             detail=f"the upload was rejected ({count} problem{'s' if count != 1 else ''}"
             f"{' shown' if rejected.truncated else ''}); fix it and upload again",
-            problems=[{"line": p.line, "message": p.message} for p in rejected.problems],
+            problems=[ProblemOut(line=p.line, message=p.message) for p in rejected.problems],
             truncated=rejected.truncated,
         )
         return JSONResponse(body.model_dump(), status_code=rejected.status)

@@ -1,0 +1,277 @@
+"""Status aggregation on the real database and broker: idempotent counting, completion once."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from imgpipe_contracts import store
+from imgpipe_contracts.events import ImageFailed, ImageProcessed, RequestCompleted
+from imgpipe_contracts.messaging import Broker, Delivery, Unavailable
+from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
+from imgpipe_status.handlers import (
+    OutputFiles,
+    complete_request,
+    handle_image_outcomes,
+    relay_pending_completions,
+)
+from imgpipe_status.repository import StatusRepository, outcome_document
+from pymongo import AsyncMongoClient
+
+from tests.conftest import Namespace
+from tests.integration.amqp import take
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+
+
+@pytest.fixture
+async def repository(ns: Namespace, mongo: Mongo) -> StatusRepository:
+    repo = StatusRepository(mongo, ns.database)
+    await repo.ensure_indexes()
+    return repo
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> OutputFiles:
+    return OutputFiles(tmp_path, "http://status.test")
+
+
+async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int]) -> str:
+    """Record a request as ingest does: the request and one product per row."""
+    request_id = uuid.uuid4().hex
+    db = mongo[ns.database]
+    now = datetime.now(UTC)
+    await db[store.REQUESTS].insert_one(
+        store.request_document(request_id, len(urls_per_row), sum(urls_per_row), None, now)
+    )
+    await db[store.PRODUCTS].insert_many(
+        [
+            store.product_document(
+                request_id,
+                row,
+                row + 1,
+                f"SKU{row + 1}",
+                [f"http://origin.test/{row}-{pos}.jpg" for pos in range(count)],
+            )
+            for row, count in enumerate(urls_per_row)
+        ]
+    )
+    return request_id
+
+
+def processed(request_id: str, row: int, pos: int) -> ImageProcessed:
+    key = f"images/{request_id}/{row}-{pos}.jpg"
+    return ImageProcessed(
+        request_id=request_id,
+        row_index=row,
+        position=pos,
+        input_url=f"http://origin.test/{row}-{pos}.jpg",
+        output_key=key,
+        output_url=f"http://status.test/files/{key}",
+        width=10,
+        height=10,
+        source_format="JPEG",
+        bytes_in=100,
+        bytes_out=50,
+    )
+
+
+def failed(request_id: str, row: int, pos: int) -> ImageFailed:
+    return ImageFailed(
+        request_id=request_id,
+        row_index=row,
+        position=pos,
+        input_url=f"http://origin.test/{row}-{pos}.jpg",
+        reason="http_404",
+        detail="the server answered 404 Not Found",
+    )
+
+
+def deliveries(*events: ImageProcessed | ImageFailed) -> list[Delivery]:
+    return [Delivery(event, 1, 3) for event in events]
+
+
+@pytest.fixture
+def completions(broker: Broker) -> str:
+    """The notifier's queue, where request.completed lands (nobody consumes it here)."""
+    return broker.topology.queue(NOTIFIER_REQUEST_COMPLETED)
+
+
+async def test_a_redelivered_outcome_is_counted_once(
+    ns: Namespace, mongo: Mongo, repository: StatusRepository
+) -> None:
+    request_id = await accepted_request(mongo, ns, [2])
+    event = processed(request_id, 0, 0)
+    now = datetime.now(UTC)
+    await repository.record_outcomes([event], now)
+    [progress] = await repository.record_outcomes([event, event], now)
+    assert (progress.processed, progress.failed, progress.total) == (1, 0, 2)
+
+
+async def test_an_outcome_stored_but_not_counted_before_a_crash_is_counted_on_redelivery(
+    ns: Namespace, mongo: Mongo, repository: StatusRepository
+) -> None:
+    request_id = await accepted_request(mongo, ns, [3])
+    now = datetime.now(UTC)
+    await repository.record_outcomes([processed(request_id, 0, 0)], now)
+    crashed = failed(request_id, 0, 1)
+    await mongo[ns.database][store.IMAGES].insert_one(outcome_document(crashed, now))
+    [progress] = await repository.record_outcomes([crashed, processed(request_id, 0, 2)], now)
+    assert (progress.processed, progress.failed) == (2, 1)
+
+
+async def test_a_complete_request_gets_its_csv_products_and_one_completion_event(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    files: OutputFiles,
+    channel: aio_pika.abc.AbstractChannel,
+    completions: str,
+) -> None:
+    request_id = await accepted_request(mongo, ns, [2, 1])
+    batch = deliveries(processed(request_id, 1, 0), failed(request_id, 0, 1))
+    await handle_image_outcomes(batch, repository=repository, broker=broker, files=files)
+    request = await repository.get_request(request_id)
+    assert request is not None and request["status"] == "Pending"
+
+    last = deliveries(processed(request_id, 0, 0))
+    await handle_image_outcomes(last, repository=repository, broker=broker, files=files)
+
+    request = await repository.get_request(request_id)
+    assert request is not None
+    assert (request["status"], request["processed"], request["failed"]) == ("Completed", 2, 1)
+    assert request["output_csv_path"] == f"outputs/output_{request_id}.csv"
+    assert "outbox_pending" not in request
+    rows = list(csv.reader(io.StringIO((files.root / request["output_csv_path"]).read_text())))
+    assert [r[0] for r in rows[1:]] == ["1", "2"]
+    assert rows[1][3] == f"http://status.test/files/images/{request_id}/0-0.jpg,"
+    assert rows[1][4] == "http://origin.test/0-1.jpg -> http_404: the server answered 404 Not Found"
+    products = await repository.products_in_order(request_id)
+    assert [p["processed"] for p in products] == [True, True]
+    [message] = await take(channel, completions, 1)
+    event = RequestCompleted.model_validate_json(message.body)
+    assert (event.request_id, event.status, event.processed, event.failed) == (
+        request_id,
+        "Completed",
+        2,
+        1,
+    )
+    assert event.output_csv_url == f"http://status.test/files/outputs/output_{request_id}.csv"
+
+
+async def test_a_request_whose_every_image_failed_is_failed(
+    ns: Namespace, mongo: Mongo, repository: StatusRepository, broker: Broker, files: OutputFiles
+) -> None:
+    request_id = await accepted_request(mongo, ns, [1, 1])
+    batch = deliveries(failed(request_id, 0, 0), failed(request_id, 1, 0))
+    await handle_image_outcomes(batch, repository=repository, broker=broker, files=files)
+    request = await repository.get_request(request_id)
+    assert request is not None
+    assert (request["status"], request["processed"], request["failed"]) == ("Failed", 0, 2)
+
+
+async def test_completion_is_claimed_once_when_two_consumers_race(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    files: OutputFiles,
+    channel: aio_pika.abc.AbstractChannel,
+    completions: str,
+) -> None:
+    request_id = await accepted_request(mongo, ns, [2])
+    [progress] = await repository.record_outcomes(
+        [processed(request_id, 0, 0), processed(request_id, 0, 1)], datetime.now(UTC)
+    )
+    await asyncio.gather(
+        *(
+            complete_request(progress, repository=repository, broker=broker, files=files)
+            for _ in range(4)
+        )
+    )
+    await take(channel, completions, 1)
+    source = await channel.declare_queue(completions, passive=True)
+    assert await source.get(no_ack=True, fail=False) is None
+
+
+async def test_a_completion_whose_claimer_died_before_publishing_is_relayed_once(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    channel: aio_pika.abc.AbstractChannel,
+    completions: str,
+) -> None:
+    request_id = await accepted_request(mongo, ns, [1])
+    event = RequestCompleted(
+        request_id=request_id,
+        status="Completed",
+        total=1,
+        processed=1,
+        failed=0,
+        output_csv_path="outputs/x.csv",
+        output_csv_url="http://status.test/files/outputs/x.csv",
+    )
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    claimed = await repository.claim_completion(
+        request_id,
+        {
+            "status": "Completed",
+            "completed_at": long_ago,
+            "completion_event": event.model_dump(mode="json"),
+        },
+    )
+    assert claimed
+    assert await relay_pending_completions(repository=repository, broker=broker, grace=30) == 1
+    assert await relay_pending_completions(repository=repository, broker=broker, grace=30) == 0
+    [message] = await take(channel, completions, 1)
+    assert RequestCompleted.model_validate_json(message.body).event_id == event.event_id
+
+
+async def test_a_fresh_unpublished_completion_is_left_to_its_claimer(
+    ns: Namespace, mongo: Mongo, repository: StatusRepository, broker: Broker
+) -> None:
+    request_id = await accepted_request(mongo, ns, [1])
+    event = RequestCompleted(
+        request_id=request_id,
+        status="Completed",
+        total=1,
+        processed=1,
+        failed=0,
+        output_csv_path="outputs/x.csv",
+        output_csv_url="http://status.test/files/outputs/x.csv",
+    )
+    await repository.claim_completion(
+        request_id,
+        {
+            "status": "Completed",
+            "completed_at": datetime.now(UTC),
+            "completion_event": event.model_dump(mode="json"),
+        },
+    )
+    assert await relay_pending_completions(repository=repository, broker=broker, grace=30) == 0
+
+
+async def test_outcomes_wait_for_an_unreachable_database_instead_of_failing(
+    broker: Broker, files: OutputFiles
+) -> None:
+    unreachable: Mongo = AsyncMongoClient(
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200"
+    )
+    repository = StatusRepository(unreachable, "nowhere")
+    with pytest.raises(Unavailable):
+        await handle_image_outcomes(
+            deliveries(processed("0" * 32, 0, 0)),
+            repository=repository,
+            broker=broker,
+            files=files,
+        )
+    await unreachable.close()
