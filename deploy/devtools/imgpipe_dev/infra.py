@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,10 +39,10 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: object, timeout: float, what: str, interval: float = 0.1) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(interval)
     raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
@@ -73,7 +74,13 @@ def ensure_rabbitmq(url: str) -> None:
     if not port_open(host, port):
         print("starting rabbitmq-server", flush=True)
         subprocess.run(_as_root(["rabbitmq-server", "-detached"]), check=True)
-        subprocess.run(_as_root(["rabbitmqctl", "await_startup", "--timeout", "120"]), check=True)
+
+        def booted() -> bool:
+            # await_startup fails at once until the node has registered with epmd; ask again.
+            command = _as_root(["rabbitmqctl", "-q", "await_startup", "--timeout", "30"])
+            return subprocess.run(command, capture_output=True).returncode == 0
+
+        wait_until(booted, 180, "rabbitmq-server", interval=1)
     wait_until(lambda: port_open(host, port), 60, f"RabbitMQ on {host}:{port}")
 
 
