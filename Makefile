@@ -8,7 +8,7 @@ UV := .tools/bin/uv
 RUN := $(UV) run --frozen --all-packages
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install test test-unit test-integration test-e2e lint run demo clean broker
+.PHONY: install test test-unit test-integration test-e2e test-faults lint run demo clean broker
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -24,7 +24,7 @@ broker: install
 	$(RUN) python -m imgpipe_dev.infra ensure-rabbitmq
 
 test: install broker
-	$(RUN) pytest tests
+	$(RUN) pytest tests --durations=10
 
 test-unit: install
 	$(RUN) pytest tests/unit
@@ -35,12 +35,16 @@ test-integration: install broker
 test-e2e: install broker
 	$(RUN) pytest tests/e2e
 
+# Kills services, the database and a private RabbitMQ node mid-request (part of `make test`).
+test-faults: install broker
+	$(RUN) pytest tests/faults
+
 lint: install
 	$(RUN) ruff check services deploy tests
 	$(RUN) ruff format --check services deploy tests
 	$(RUN) mypy services/contracts/imgpipe_contracts services/ingest/imgpipe_ingest \
 		services/processor/imgpipe_processor services/status/imgpipe_status \
-		services/notifier/imgpipe_notifier deploy/devtools/imgpipe_dev
+		services/notifier/imgpipe_notifier services/cli/imgpipe_cli deploy/devtools/imgpipe_dev
 
 run: install broker
 	$(RUN) python -m imgpipe_dev.run

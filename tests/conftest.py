@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
+from pymongo import AsyncMongoClient
+
 from imgpipe_contracts.settings import BrokerSettings
 from imgpipe_contracts.topology import delete_topology
 from imgpipe_dev.infra import SecantusServer, free_port, mongodb_answers, port_open
-from pymongo import AsyncMongoClient
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGES = REPO / "demo" / "images"

@@ -12,9 +12,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 from aiohttp import web
+
 from imgpipe_dev.infra import free_port
 from imgpipe_dev.stack import Stack
-
 from tests.conftest import SAMPLE_IMAGES, Namespace
 
 WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWltZ3BpcGUtZTJlLXRlc3Rz"

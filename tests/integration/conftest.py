@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from imgpipe_contracts.messaging import Broker
 from pymongo import AsyncMongoClient
 
+from imgpipe_contracts.messaging import Broker
 from tests.conftest import Namespace, new_namespace
 
 

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
 from imgpipe_dev.infra import free_port
 from imgpipe_processor.fetch import DownloadFailed, FetchLimits, download, make_session
-
 from tests.conftest import SAMPLE_IMAGES
 
 CAT = (SAMPLE_IMAGES / "cat.jpg").read_bytes()

@@ -18,12 +18,12 @@ import aio_pika
 import aiohttp
 import orjson
 import pytest
+from pymongo import AsyncMongoClient
+
 from imgpipe_contracts import store
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED, Topology
 from imgpipe_dev.infra import free_port
 from imgpipe_dev.stack import Stack
-from pymongo import AsyncMongoClient
-
 from tests.conftest import Namespace, new_namespace
 
 PUBLIC_BASE_URL = "http://127.0.0.1:9"

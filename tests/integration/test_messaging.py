@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import aio_pika
 import pytest
+
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
 from imgpipe_contracts.messaging import ERROR_HEADER, Broker, Delivery, Reject, Unavailable
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
-
 from tests.integration.amqp import depth, take
 
 SPEC = PROCESSOR_IMAGE_REQUESTED

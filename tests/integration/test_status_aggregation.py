@@ -12,6 +12,8 @@ from typing import Any
 
 import aio_pika
 import pytest
+from pymongo import AsyncMongoClient
+
 from imgpipe_contracts import store
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, RequestCompleted
 from imgpipe_contracts.messaging import Broker, Delivery, Unavailable
@@ -23,8 +25,6 @@ from imgpipe_status.handlers import (
     relay_pending_completions,
 )
 from imgpipe_status.repository import StatusRepository, outcome_document
-from pymongo import AsyncMongoClient
-
 from tests.conftest import Namespace
 from tests.integration.amqp import take
 

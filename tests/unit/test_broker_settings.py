@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from imgpipe_contracts.settings import BrokerSettings
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED, PROCESSOR_IMAGE_REQUESTED
-from pydantic import ValidationError
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+
 from imgpipe_ingest.csv_format import CsvLimits, CsvRejected, Problem, ProductRow, parse_products
 
 HEADER = b"S. No.,Product Name,Input Image Urls\n"

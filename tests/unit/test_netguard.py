@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+
 from imgpipe_contracts.netguard import (
     BlockedAddressError,
     check_address,

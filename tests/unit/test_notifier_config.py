@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-from imgpipe_notifier.config import DEVELOPMENT_SECRET, Settings
 from pydantic import ValidationError
+
+from imgpipe_notifier.config import DEVELOPMENT_SECRET, Settings
 
 
 def secret(size: int) -> str:

@@ -7,8 +7,9 @@ import json
 import time
 
 import pytest
-from imgpipe_notifier.delivery import signed_headers
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from imgpipe_notifier.delivery import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(bytes(range(1, 33))).decode()

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import pytest
+
 from imgpipe_status.domain import (
     final_state,
     output_csv_key,

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from imgpipe_processor.storage import InvalidKey, LocalStorage, readable_stem
 
 REQUEST = "0123456789abcdef0123456789abcdef"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from imgpipe_contracts.topology import (
     ALL_QUEUES,
     NOTIFIER_REQUEST_COMPLETED,

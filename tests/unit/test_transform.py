@@ -8,8 +8,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-from imgpipe_processor.transform import ImageRejected, Recompressed, recompress
 from PIL import Image, ImageCms
+
+from imgpipe_processor.transform import ImageRejected, Recompressed, recompress
 
 MAX_PIXELS = 1_000_000
 QUALITY = 50

@@ -49,32 +49,37 @@ class Stack:
         for name in names:
             self.start_one(name)
 
-    def start_one(self, name: str) -> None:
+    def start_one(
+        self, name: str, instance: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Start service `name`; a second `instance` of it runs beside the first."""
+        key = f"{name}-{instance}" if instance else name
         command = [sys.executable, "-m", MODULES[name]]
+        environment = self.env | dict(env or {})
+        # Own session: a Ctrl-C reaches only the launcher, which stops services in order.
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.log_dir / f"{name}.log", "ab") as log:
+            with open(self.log_dir / f"{key}.log", "ab") as log:
                 process = subprocess.Popen(
                     command,
-                    env=self.env,
+                    env=environment,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
         else:
-            # Own session: a Ctrl-C reaches only the launcher, which stops services in order.
             process = subprocess.Popen(
                 command,
-                env=self.env,
+                env=environment,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             assert process.stdout is not None
             threading.Thread(
-                target=_copy_with_prefix, args=(process.stdout, name), daemon=True
+                target=_copy_with_prefix, args=(process.stdout, key), daemon=True
             ).start()
-        self.processes[name] = process
+        self.processes[key] = process
 
     def wait_healthy(self, timeout: float = 90) -> None:
         def all_up() -> bool:

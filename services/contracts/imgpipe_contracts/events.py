@@ -128,6 +128,18 @@ class WebhookDelivered(Event):
     status_code: int
 
 
+class WebhookAttemptFailed(Event):
+    """One webhook attempt failed; another will follow after the next retry delay."""
+
+    routing_key: ClassVar[str] = "webhook.attempt_failed"
+
+    webhook_id: str
+    url: str
+    attempt: int
+    status_code: int | None = None
+    reason: str
+
+
 class WebhookFailed(Event):
     """The request's webhook could not be delivered; no more attempts will be made."""
 
@@ -136,6 +148,7 @@ class WebhookFailed(Event):
     webhook_id: str
     url: str
     attempts: int
+    status_code: int | None = None
     reason: str
 
 
@@ -148,6 +161,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ImageFailed,
         RequestCompleted,
         WebhookDelivered,
+        WebhookAttemptFailed,
         WebhookFailed,
     )
 }

@@ -43,7 +43,6 @@ def request_document(
         "completed_at": None,
         "output_csv_path": None,
         "output_csv_url": None,
-        "webhook": None,
     }
 
 

@@ -33,7 +33,7 @@ class QueueSpec:
 PROCESSOR_IMAGE_REQUESTED = QueueSpec("processor.image-requested", ("image.requested",))
 STATUS_IMAGE_OUTCOME = QueueSpec("status.image-outcome", ("image.processed", "image.failed"))
 STATUS_WEBHOOK_OUTCOME = QueueSpec(
-    "status.webhook-outcome", ("webhook.delivered", "webhook.failed")
+    "status.webhook-outcome", ("webhook.delivered", "webhook.attempt_failed", "webhook.failed")
 )
 NOTIFIER_REQUEST_COMPLETED = QueueSpec(
     "notifier.request-completed", ("request.completed",), schedule="webhook"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uvicorn
-from imgpipe_contracts.settings import configure_logging
 
+from imgpipe_contracts.settings import configure_logging
 from imgpipe_ingest.app import create_app
 from imgpipe_ingest.config import Settings
 

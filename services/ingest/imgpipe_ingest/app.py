@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from imgpipe_contracts.messaging import Broker
 from pymongo import AsyncMongoClient
 
+from imgpipe_contracts.messaging import Broker
 from imgpipe_ingest.body_limit import BodySizeLimit
 from imgpipe_ingest.config import Settings
 from imgpipe_ingest.repository import RequestRepository

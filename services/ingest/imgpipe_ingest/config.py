@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from imgpipe_contracts.settings import BrokerSettings, MongoSettings
 from pydantic import Field
 
+from imgpipe_contracts.settings import BrokerSettings, MongoSettings
 from imgpipe_ingest.csv_format import CsvLimits
 
 

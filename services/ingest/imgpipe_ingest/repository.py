@@ -7,9 +7,9 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from imgpipe_contracts import store
 from pymongo import AsyncMongoClient
 
+from imgpipe_contracts import store
 from imgpipe_ingest.csv_format import ProductRow
 
 _CHUNK = 1000

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
 from imgpipe_contracts.messaging import Broker
 from imgpipe_contracts.netguard import is_public_address, literal_ip
-
 from imgpipe_ingest.csv_format import ProductRow, check_url
 from imgpipe_ingest.repository import RequestRepository
 

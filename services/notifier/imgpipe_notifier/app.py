@@ -8,11 +8,11 @@ from functools import partial
 
 import aiohttp
 from fastapi import FastAPI
+from standardwebhooks.webhooks import Webhook
+
 from imgpipe_contracts.messaging import Broker
 from imgpipe_contracts.netguard import guarded_socket_factory
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
-from standardwebhooks.webhooks import Webhook
-
 from imgpipe_notifier.config import Settings
 from imgpipe_notifier.handlers import handle_request_completed
 from imgpipe_notifier.receiver import ReceivedWebhooks

@@ -6,8 +6,9 @@ import base64
 import binascii
 from typing import Literal, Self
 
-from imgpipe_contracts.settings import BrokerSettings
 from pydantic import Field, field_validator, model_validator
+
+from imgpipe_contracts.settings import BrokerSettings
 
 # Only for development: anyone reading this file can forge webhooks signed with it.
 DEVELOPMENT_SECRET = "whsec_" + base64.b64encode(b"imgpipe-development-secret-32byte").decode()

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
-from imgpipe_contracts.netguard import BlockedAddressError
 from standardwebhooks.webhooks import Webhook
+
+from imgpipe_contracts.netguard import BlockedAddressError
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,15 @@ import logging
 
 import aiohttp
 import orjson
-from imgpipe_contracts.events import RequestCompleted, WebhookDelivered, WebhookFailed
-from imgpipe_contracts.messaging import Broker, Delivery, Reject
 from standardwebhooks.webhooks import Webhook
 
+from imgpipe_contracts.events import (
+    RequestCompleted,
+    WebhookAttemptFailed,
+    WebhookDelivered,
+    WebhookFailed,
+)
+from imgpipe_contracts.messaging import Broker, Delivery, Reject
 from imgpipe_notifier.delivery import post_webhook
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,16 @@ async def handle_request_completed(
         )
         return
     if not attempt.final and not delivery.is_last_attempt:
+        await broker.publish(
+            WebhookAttemptFailed(
+                request_id=event.request_id,
+                webhook_id=event.event_id,
+                url=url,
+                attempt=delivery.attempt,
+                status_code=attempt.status_code,
+                reason=attempt.reason,
+            )
+        )
         raise WebhookNotDelivered(f"webhook to {url} failed: {attempt.reason}")
     log.warning("webhook for %s failed for good: %s", event.request_id, attempt.reason)
     await broker.publish(
@@ -73,6 +88,7 @@ async def handle_request_completed(
             webhook_id=event.event_id,
             url=url,
             attempts=delivery.attempt,
+            status_code=attempt.status_code,
             reason=attempt.reason,
         )
     )

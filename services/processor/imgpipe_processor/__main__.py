@@ -10,7 +10,6 @@ from functools import partial
 from imgpipe_contracts.messaging import Broker
 from imgpipe_contracts.settings import configure_logging
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
-
 from imgpipe_processor.config import Settings
 from imgpipe_processor.fetch import FetchLimits, download, make_session
 from imgpipe_processor.handlers import handle_image_requested

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgpipe_contracts.settings import BrokerSettings
 from pydantic import Field
+
+from imgpipe_contracts.settings import BrokerSettings
 
 
 class Settings(BrokerSettings):

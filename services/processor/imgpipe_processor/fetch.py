@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
+
 from imgpipe_contracts.netguard import BlockedAddressError, guarded_socket_factory
 
 _TRANSIENT_STATUSES = {408, 425, 429}
@@ -16,11 +19,19 @@ _CHUNK = 64 * 1024
 class DownloadFailed(Exception):
     """The image could not be fetched; `reason` is a short code, `transient` says retry."""
 
-    def __init__(self, reason: str, detail: str, *, transient: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.transient = transient
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits
                     f"http_{response.status}",
                     f"the server answered {response.status} {response.reason or ''}".strip(),
                     transient=transient,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
             if response.status != 200:
                 raise DownloadFailed(
@@ -102,6 +114,22 @@ async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits
         raise DownloadFailed(
             "connection", f"the download broke off: {exc}", transient=True
         ) from None
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), if valid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _too_many_redirects(limit: int) -> DownloadFailed:

@@ -6,8 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
-from imgpipe_contracts.messaging import Broker, Delivery, Reject
-
+from imgpipe_contracts.messaging import Broker, Delivery, Reject, RetryLater
 from imgpipe_processor.fetch import DownloadFailed
 from imgpipe_processor.pool import ImagePool
 from imgpipe_processor.storage import InvalidKey, LocalStorage
@@ -44,7 +43,7 @@ async def handle_image_requested(
         result = await pool.recompress(data, str(storage.path_for(key)))
     except DownloadFailed as exc:
         if exc.transient and not delivery.is_last_attempt:
-            raise
+            raise RetryLater(f"{exc.reason}: {exc.detail}", exc.retry_after) from exc
         await _publish_failure(broker, job, exc.reason, exc.detail, delivery.attempt)
         return
     except ImageRejected as exc:

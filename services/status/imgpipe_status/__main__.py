@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uvicorn
-from imgpipe_contracts.settings import configure_logging
 
+from imgpipe_contracts.settings import configure_logging
 from imgpipe_status.app import create_app
 from imgpipe_status.config import Settings
 

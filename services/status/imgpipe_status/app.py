@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from imgpipe_contracts.messaging import Broker
-from imgpipe_contracts.topology import STATUS_IMAGE_OUTCOME, STATUS_WEBHOOK_OUTCOME
 from pymongo import AsyncMongoClient
 
+from imgpipe_contracts.messaging import Broker
+from imgpipe_contracts.topology import STATUS_IMAGE_OUTCOME, STATUS_WEBHOOK_OUTCOME
 from imgpipe_status.config import Settings
 from imgpipe_status.handlers import (
     OutputFiles,

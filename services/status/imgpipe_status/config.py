@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgpipe_contracts.settings import BrokerSettings, MongoSettings
 from pydantic import Field
+
+from imgpipe_contracts.settings import BrokerSettings, MongoSettings
 
 
 class Settings(BrokerSettings, MongoSettings):

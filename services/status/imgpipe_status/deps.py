@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from imgpipe_contracts.messaging import Broker
 
+from imgpipe_contracts.messaging import Broker
 from imgpipe_status.repository import StatusRepository
 
 

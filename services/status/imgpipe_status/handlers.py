@@ -9,16 +9,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pymongo.errors import ConnectionFailure
+
 from imgpipe_contracts.events import (
     ImageFailed,
     ImageProcessed,
     RequestCompleted,
+    WebhookAttemptFailed,
     WebhookDelivered,
     WebhookFailed,
 )
 from imgpipe_contracts.messaging import Broker, Delivery, Reject, Unavailable
-from pymongo.errors import ConnectionFailure
-
 from imgpipe_status.domain import final_state, output_csv_key, render_output_csv
 from imgpipe_status.repository import Progress, StatusRepository
 
@@ -143,22 +144,28 @@ async def relay_pending_completions(
 
 
 async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusRepository) -> None:
-    """Show the webhook's fate in the request's status."""
+    """Show each webhook attempt and the final fate in the request's status."""
     event = delivery.event
+    code: int | None
     if isinstance(event, WebhookDelivered):
-        webhook = {"status": "delivered", "status_code": event.status_code, "reason": None}
+        state, attempt, code, reason = "delivered", event.attempts, event.status_code, None
+    elif isinstance(event, WebhookAttemptFailed):
+        state, attempt, code, reason = "retrying", event.attempt, event.status_code, event.reason
     elif isinstance(event, WebhookFailed):
-        webhook = {"status": "failed", "status_code": None, "reason": event.reason}
+        state, attempt, code, reason = "failed", event.attempts, event.status_code, event.reason
     else:
         raise Reject(f"status.webhook-outcome cannot handle {event.routing_key}")
-    webhook |= {
-        "webhook_id": event.webhook_id,
-        "url": event.url,
-        "attempts": event.attempts,
+    entry = {
+        "attempt": attempt,
+        "outcome": "delivered" if state == "delivered" else "failed",
+        "status_code": code,
+        "reason": reason,
         "at": event.occurred_at,
     }
     with _database_errors_as_unavailable():
-        await repository.record_webhook(event.request_id, webhook)
+        await repository.record_webhook_attempt(
+            event.request_id, entry, state=state, url=event.url, webhook_id=event.webhook_id
+        )
 
 
 @contextmanager

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from imgpipe_contracts import store
-from imgpipe_contracts.events import ImageFailed, ImageProcessed
 from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
+
+from imgpipe_contracts import store
+from imgpipe_contracts.events import ImageFailed, ImageProcessed
 
 Outcome = ImageProcessed | ImageFailed
 Document = dict[str, Any]
 FINAL_STATES = ("Completed", "Failed")
+WEBHOOK_FINAL_STATES = ("delivered", "failed")
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,25 @@ class StatusRepository:
             {"_id": request_id}, {"$unset": {"outbox_pending": ""}}
         )
 
-    async def record_webhook(self, request_id: str, webhook: Document) -> None:
-        await self._db[store.REQUESTS].update_one(
-            {"_id": request_id}, {"$set": {"webhook": webhook}}
+    async def record_webhook_attempt(
+        self, request_id: str, entry: Document, *, state: str, url: str, webhook_id: str
+    ) -> None:
+        """Add an attempt to the webhook's history (a set: a redelivery adds nothing), then
+        move its state; a late "retrying" never overwrites a final state."""
+        requests = self._db[store.REQUESTS]
+        await requests.update_one(
+            {"_id": request_id},
+            {
+                "$addToSet": {"webhook.history": entry},
+                "$max": {"webhook.attempts": entry["attempt"]},
+                "$set": {"webhook.url": url, "webhook.webhook_id": webhook_id},
+            },
+        )
+        latest = {"webhook.status_code": entry["status_code"], "webhook.reason": entry["reason"]}
+        not_final = {"webhook.status": {"$nin": list(WEBHOOK_FINAL_STATES)}}
+        await requests.update_one(
+            {"_id": request_id} | ({} if state in WEBHOOK_FINAL_STATES else not_final),
+            {"$set": {"webhook.status": state} | latest},
         )
 
 

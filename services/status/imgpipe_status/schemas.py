@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from imgpipe_contracts.events import RequestState
 from pydantic import BaseModel
+
+from imgpipe_contracts.events import RequestState
 
 
 class ProgressOut(BaseModel):
     total: int
     processed: int
     failed: int
+
+
+class WebhookAttemptOut(BaseModel):
+    attempt: int
+    outcome: str
+    status_code: int | None = None
+    reason: str | None = None
+    at: datetime
 
 
 class WebhookOut(BaseModel):
@@ -21,6 +30,7 @@ class WebhookOut(BaseModel):
     attempts: int
     status_code: int | None = None
     reason: str | None = None
+    history: list[WebhookAttemptOut] = []
 
 
 class StatusOut(BaseModel):

@@ -20,6 +20,8 @@ async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
     if doc is None:
         raise HTTPException(404, f"no request with id {request_id!r}; check the id from /upload/")
     webhook = doc.get("webhook")
+    if webhook:
+        webhook["history"] = sorted(webhook.get("history", []), key=lambda a: a["attempt"])
     return StatusOut(
         request_id=doc["_id"],
         status=visible_state(doc["status"], doc["processed"], doc["failed"]),

@@ -1,0 +1,5 @@
+"""`python -m imgpipe_cli`, the same as the `imgpipe` command."""
+
+from imgpipe_cli.main import app
+
+app(prog_name="imgpipe")

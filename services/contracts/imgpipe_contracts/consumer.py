@@ -1,0 +1,194 @@
+"""The consumer boundary: the one place that decides what happens to a message.
+
+Ack after the handler returned; on failure a delayed retry through a retry queue, or the
+dead-letter queue. Handlers only raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from imgpipe_contracts.events import Event, parse_event
+from imgpipe_contracts.topology import QueueSpec, Topology
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-imgpipe-attempt"
+ERROR_HEADER = "x-imgpipe-error"
+
+
+class Reject(Exception):
+    """The message can never succeed: dead-letter it now."""
+
+
+class Unavailable(Exception):
+    """A dependency is down: try again later without using up an attempt."""
+
+
+class RetryLater(Exception):
+    """A transient failure with a hint (e.g. Retry-After) of how long to wait at least."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An event as a handler sees it, with how many times it has been tried."""
+
+    event: Event
+    attempt: int
+    max_attempts: int
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+SendToQueue = Callable[[str, aio_pika.Message], Awaitable[None]]
+
+
+class Consumer:
+    """Feeds deliveries to a handler one by one (batch_size 1, concurrent) or in batches."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        send_to_queue: SendToQueue,
+        spec: QueueSpec,
+        prefetch: int,
+        handler: BatchHandler,
+        batch_size: int,
+        max_wait: float,
+    ) -> None:
+        self._topology = topology
+        self._send_to_queue = send_to_queue
+        self._spec = spec
+        self._prefetch = prefetch
+        self._handler = handler
+        self._batch_size = batch_size
+        self._max_wait = max_wait
+        self._buffer: asyncio.Queue[tuple[AbstractIncomingMessage, Delivery]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cancel: Callable[[], Awaitable[object]] | None = None
+
+    async def start(self, channel: AbstractChannel) -> None:
+        """Consume on `channel`; called again with a new channel after a reconnect."""
+        await channel.set_qos(prefetch_count=self._prefetch)
+        queue = await channel.get_queue(self._topology.queue(self._spec))
+        if self._batch_size > 1 and not self._tasks:
+            self._spawn(self._flush_forever())
+        tag = await queue.consume(self._on_message)
+        self._cancel = lambda: queue.cancel(tag)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        if self._cancel is not None:
+            with contextlib.suppress(Exception):  # the channel may be gone already
+                await self._cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        topology = self._topology
+        raw_attempt = (message.headers or {}).get(ATTEMPT_HEADER)
+        attempt = raw_attempt if isinstance(raw_attempt, int) and raw_attempt > 0 else 1
+        try:
+            event = parse_event(message.type or message.routing_key or "", message.body)
+        except ValueError as exc:
+            log.error("dead-lettering a malformed message from %s: %s", self._spec.base, exc)
+            await self._settle(message, Reject(f"malformed message: {exc}"), attempt)
+            return
+        delivery = Delivery(event, attempt, topology.max_attempts(self._spec))
+        if self._batch_size > 1:
+            await self._buffer.put((message, delivery))
+        else:
+            await self._run([(message, delivery)])
+
+    async def _flush_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._buffer.get()]
+            deadline = loop.time() + self._max_wait
+            while len(batch) < self._batch_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._buffer.get(), remaining))
+                except TimeoutError:
+                    break
+            await self._run(batch)
+
+    async def _run(self, batch: list[tuple[AbstractIncomingMessage, Delivery]]) -> None:
+        try:
+            await self._handler([delivery for _, delivery in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for message, delivery in batch:
+                await self._settle(message, exc, delivery.attempt)
+            return
+        for message, _ in batch:
+            await _ack(message)
+
+    async def _settle(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
+        """Move a failed message to a retry queue or the DLQ, then ack the original."""
+        topology = self._topology
+        delays = topology.retry_delays(self._spec)
+        if isinstance(exc, Unavailable):
+            target, next_attempt = topology.retry_queue(self._spec, delays[0]), attempt
+            log.warning("%s unavailable, retrying later: %s", self._spec.base, exc)
+        elif isinstance(exc, Reject) or attempt >= len(delays) + 1:
+            target, next_attempt = topology.dlq(self._spec), attempt
+            log.error("dead-lettering message from %s: %r", self._spec.base, exc)
+        else:
+            delay = delays[attempt - 1]
+            if isinstance(exc, RetryLater) and exc.delay:
+                # The shortest configured step that honours the hint, else the longest.
+                hint = max(delay, exc.delay)
+                delay = min((d for d in delays if d >= hint), default=max(delays))
+            target, next_attempt = topology.retry_queue(self._spec, delay), attempt + 1
+            log.warning("retrying message from %s (attempt %d): %r", self._spec.base, attempt, exc)
+        headers = dict(message.headers or {})
+        headers |= {ATTEMPT_HEADER: next_attempt, ERROR_HEADER: str(exc)[:500]}
+        copy = aio_pika.Message(
+            message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type or message.routing_key,
+            headers=headers,
+        )
+        try:
+            await self._send_to_queue(target, copy)
+        except Exception:
+            # Not acked: the broker redelivers it once the connection is back.
+            log.exception("could not move a message to %s; leaving it unacked", target)
+            return
+        await _ack(message)
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    """Ack, unless the channel it came on has died: then the broker redelivers it."""
+    try:
+        await message.ack()
+    except Exception as exc:
+        log.warning("could not ack (it will be redelivered): %r", exc)

@@ -1,0 +1,77 @@
+"""Nothing lost, nothing done twice: processes, the broker and the database die mid-request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.faults.checks import assert_exact_result, images_csv, upload, wait_for
+from tests.faults.conftest import Origin, Receiver, System
+
+ROWS, PER_ROW = 250, 2  # 500 images in flight
+HALF = ROWS * PER_ROW // 2
+
+
+async def test_a_processor_killed_halfway_loses_and_repeats_nothing(
+    system: System, origin: Origin, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    request_id = await upload(
+        http, system, images_csv(origin, ROWS, PER_ROW), f"{receiver.base_url}/ok"
+    )
+    await wait_for(http, system, request_id, outcomes=HALF)
+    system.restart("processor")
+    await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
+
+
+async def test_a_status_service_killed_halfway_completes_and_calls_back_once(
+    system: System, origin: Origin, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    request_id = await upload(
+        http, system, images_csv(origin, ROWS, PER_ROW), f"{receiver.base_url}/ok"
+    )
+    await wait_for(http, system, request_id, outcomes=HALF)
+    system.restart("status")
+    system.stack.wait_healthy()
+    await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
+
+
+async def test_a_database_outage_of_ten_seconds_delays_but_loses_nothing(
+    system: System, origin: Origin, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    request_id = await upload(
+        http, system, images_csv(origin, ROWS, PER_ROW), f"{receiver.base_url}/ok"
+    )
+    await wait_for(http, system, request_id, outcomes=HALF)
+    system.kill_database()
+    await asyncio.sleep(10)  # the outage itself is what is under test
+    system.start_database()
+    await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
+
+
+async def test_a_broker_killed_halfway_and_restarted_loses_and_repeats_nothing(
+    system_on_private_rabbit: System,
+    origin: Origin,
+    receiver: Receiver,
+    http: aiohttp.ClientSession,
+) -> None:
+    system = system_on_private_rabbit
+    assert system.rabbit is not None
+    request_id = await upload(
+        http, system, images_csv(origin, ROWS, PER_ROW), f"{receiver.base_url}/ok"
+    )
+    await wait_for(http, system, request_id, outcomes=HALF)
+    system.rabbit.kill()
+    system.rabbit.start()
+    await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
+
+
+async def test_two_processors_and_two_status_consumers_give_the_same_result(
+    system: System, origin: Origin, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    system.stack.start_one("processor", instance="2")
+    system.stack.start_one("status", instance="2", env={"STATUS_PORT": "0"})
+    request_id = await upload(
+        http, system, images_csv(origin, ROWS, PER_ROW), f"{receiver.base_url}/ok"
+    )
+    await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
