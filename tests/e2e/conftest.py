@@ -4,6 +4,7 @@ origin, a webhook receiver and a subscriber bound to `imgpipe.events`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -29,24 +30,24 @@ class RunningStack:
     data_dir: Path
 
 
-@pytest.fixture(scope="session")
-def running_stack(
-    namespace: Namespace, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def stack_running(
+    namespace: Namespace, root: Path, extra_env: dict[str, str]
 ) -> Iterator[RunningStack]:
-    root = tmp_path_factory.mktemp("stack")
-    ports = {name: free_port() for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")}
+    """The four services as processes in `namespace`, logs printed when they stop."""
+    ports = {name: str(free_port()) for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")}
     env = (
         os.environ
         | namespace.env()
-        | {k: str(v) for k, v in ports.items()}
+        | ports
         | {
             "DATA_DIR": str(root / "files"),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['STATUS_PORT']}",
-            "IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true",
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "WORKERS": "2",
             "LOG_LEVEL": "INFO",
         }
+        | extra_env
     )
     stack = Stack(env, log_dir=root / "logs")
     stack.start()
@@ -63,6 +64,16 @@ def running_stack(
         stack.stop()
         for log in sorted((root / "logs").glob("*.log")):
             print(f"----- {log.name} -----\n{log.read_text()[-6000:]}")
+
+
+@pytest.fixture(scope="session")
+def running_stack(
+    namespace: Namespace, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    """The seed's set-up: local image servers allowed."""
+    root = tmp_path_factory.mktemp("stack")
+    with stack_running(namespace, root, {"IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true"}) as running:
+        yield running
 
 
 @dataclass

@@ -78,6 +78,20 @@ async def test_seed_csv_is_processed_end_to_end(
         status = await wait_for_final_status(session, accepted["status_url"])
         assert status["status"] == "Completed"
         assert status["progress"] == {"total": 6, "processed": 5, "failed": 1}
+        assert status["failures_by_reason"] == {"http_404": 1}
+        assert status["failures"] == [
+            {
+                "row": 3,
+                "position": 2,
+                "url": f"{o}/missing.jpg",
+                "reason": "http_404",
+                "detail": "the server answered 404 Not Found",
+            }
+        ]
+        sizes = {p.name: p.stat().st_size for p in SAMPLE_IMAGES.glob("*.jpg")}
+        assert status["bytes_in"] == sum(
+            sizes[n] for n in ("cat.jpg", "coffee.jpg", "astronaut.jpg", "hubble.jpg", "cat.jpg")
+        )
 
         async with session.get(status["output_csv_url"]) as response:
             assert response.status == 200
@@ -104,6 +118,7 @@ async def test_seed_csv_is_processed_end_to_end(
         expected_tables = quality_50_tables()
         output_urls = [u for row in outputs for u in row if u]
         assert len(set(output_urls)) == 5, "two files named cat.jpg must not share an output"
+        bytes_out = 0
         for row_outputs, row_sources in zip(outputs, sources, strict=True):
             for url, source in zip(row_outputs, row_sources, strict=True):
                 if source is None:
@@ -111,6 +126,7 @@ async def test_seed_csv_is_processed_end_to_end(
                 async with session.get(url) as response:
                     assert response.status == 200, url
                     data = await response.read()
+                bytes_out += len(data)
                 with (
                     Image.open(io.BytesIO(data)) as produced,
                     Image.open(SAMPLE_IMAGES / source) as original,
@@ -121,6 +137,8 @@ async def test_seed_csv_is_processed_end_to_end(
                     assert {k: list(v) for k, v in produced.quantization.items()} == (
                         expected_tables
                     )
+
+        assert status["bytes_out"] == bytes_out
 
         async def webhook_recorded() -> dict[str, Any] | None:
             async with session.get(accepted["status_url"]) as response:

@@ -488,3 +488,17 @@ def test_exactly_max_problems_is_not_flagged_as_truncated() -> None:
 
     assert rejected.truncated is False
     assert len(rejected.problems) == 3
+
+
+@pytest.mark.parametrize("serial", [str(2**63), "1" * 5000, "1" * 19])
+def test_a_serial_number_too_long_to_store_is_rejected(serial: str) -> None:
+    rejected = rejection(HEADER + f"{serial},SKU1,http://a/x.jpg\n".encode())
+
+    assert rejected.status == 422
+    assert rejected.problems == [Problem(2, "S. No. must have at most 18 digits")]
+
+
+def test_leading_zeros_do_not_count_towards_the_serial_number_limit() -> None:
+    [row] = parse(HEADER + b"0000000000000000000000042,SKU1,http://a/x.jpg\n")
+
+    assert row.serial_number == 42

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -313,3 +314,9 @@ def test_png_exif_is_stripped_and_its_icc_profile_kept(tmp_path: Path) -> None:
     with Image.open(out) as written:
         assert written.info.get("icc_profile") == icc
         assert dict(written.getexif()) == {}
+
+
+def test_a_rejection_survives_the_trip_through_the_process_pool() -> None:
+    rejected = ImageRejected("bomb", "too many pixels")
+    copy = pickle.loads(pickle.dumps(rejected))
+    assert (copy.reason, copy.detail, str(copy)) == ("bomb", "too many pixels", "too many pixels")

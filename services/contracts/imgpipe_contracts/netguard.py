@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Sequence
 from typing import Any
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -78,10 +79,30 @@ def literal_ip(host: str) -> IPAddress | None:
         return None
 
 
-def guarded_socket_factory(addr_info: Any) -> socket.socket:
-    """aiohttp `socket_factory` that refuses internal destinations before connecting."""
-    family, type_, proto, _, sockaddr = addr_info
-    check_address(sockaddr[0])
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    sock.setblocking(False)
-    return sock
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SocketFactory = Callable[[Any], socket.socket]
+
+
+def guarded_socket_factory(allowed: Sequence[IPNetwork] = ()) -> SocketFactory:
+    """An aiohttp `socket_factory` that refuses internal destinations before connecting,
+    except those inside the explicitly `allowed` networks."""
+
+    def factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if not any(ip in network for network in allowed):
+            check_address(sockaddr[0])
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        return sock
+
+    return factory
+
+
+def socket_factory_for(allow_private: bool, allowed: Sequence[IPNetwork]) -> SocketFactory | None:
+    """None (aiohttp's default, no checks) when private networks are allowed outright."""
+    return None if allow_private else guarded_socket_factory(allowed)
+
+
+def is_allowed(ip: IPAddress, allow_private: bool, allowed: Sequence[IPNetwork]) -> bool:
+    return allow_private or is_public_address(ip) or any(ip in n for n in allowed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 from typing import Annotated, Any
@@ -57,6 +58,29 @@ class BrokerSettings(BaseSettings):
             webhook_retry_delays=self.webhook_retry_delays,
             delivery_limit=self.delivery_limit,
         )
+
+
+NetworkList = Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode]
+
+
+class NetworkSettings(BaseSettings):
+    """Which addresses downloads and webhooks may reach (the SSRF guard's configuration)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    imgpipe_allow_private_networks: bool = Field(
+        default=False, description="Allow loopback, private and link-local destinations."
+    )
+    imgpipe_allowed_networks: NetworkList = Field(
+        default=(), description="Non-public networks allowed anyway, e.g. '10.1.2.0/24'."
+    )
+
+    @field_validator("imgpipe_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part for part in value.replace(",", " ").split())
+        return value
 
 
 class MongoSettings(BaseSettings):

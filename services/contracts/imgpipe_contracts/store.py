@@ -37,6 +37,9 @@ def request_document(
         "total": total,
         "processed": 0,
         "failed": 0,
+        "bytes_in": 0,
+        "bytes_out": 0,
+        "failures_by_reason": {},
         "webhook_url": webhook_url,
         "created_at": now,
         "updated_at": now,
@@ -72,6 +75,7 @@ async def ensure_indexes(db: Any, wait_seconds: float = 60.0) -> None:
                 [("request_id", 1), ("row_index", 1)], unique=True, name="request_rows"
             )
             await db[IMAGES].create_index(
-                [("request_id", 1), ("outcome", 1)], name="request_outcomes"
+                [("request_id", 1), ("outcome", 1), ("row_index", 1), ("position", 1)],
+                name="request_outcomes_in_order",
             )
             await db[REQUESTS].create_index([("outbox_pending", 1)], name="outbox_pending")

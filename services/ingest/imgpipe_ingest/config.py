@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from imgpipe_contracts.settings import BrokerSettings, MongoSettings
+from imgpipe_contracts.settings import BrokerSettings, MongoSettings, NetworkSettings
 from imgpipe_ingest.csv_format import CsvLimits
 
 
-class Settings(BrokerSettings, MongoSettings):
+class Settings(BrokerSettings, MongoSettings, NetworkSettings):
     host: str = "127.0.0.1"
     ingest_port: int = 8000
     public_base_url: str = Field(
         default="http://localhost:8010",
         description="Where the status service (status API, files) is reachable by users.",
     )
-    imgpipe_allow_private_networks: bool = False
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=200_000, ge=1)
     max_urls_per_row: int = Field(default=50, ge=1)

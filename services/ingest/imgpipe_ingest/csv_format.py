@@ -14,6 +14,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 HEADER = ("S. No.", "Product Name", "Input Image Urls")
+MAX_SERIAL_DIGITS = 18
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,13 @@ def _parse_row(
     serial_text, name, url_cell = record
     ok = True
     serial = 0
-    if not serial_text.strip().isdigit() or not serial_text.strip().isascii():
+    digits = serial_text.strip()
+    if not digits.isdigit() or not digits.isascii():
         problems.add(line, f"S. No. must be a whole number, found {_clip(serial_text)!r}")
+        ok = False
+    elif len(digits.lstrip("0")) > MAX_SERIAL_DIGITS:
+        # MongoDB stores 64-bit integers; Python would also refuse >4300-digit conversions.
+        problems.add(line, f"S. No. must have at most {MAX_SERIAL_DIGITS} digits")
         ok = False
     else:
         serial = int(serial_text.strip())

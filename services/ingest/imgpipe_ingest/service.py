@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
 from imgpipe_contracts.messaging import Broker
-from imgpipe_contracts.netguard import is_public_address, literal_ip
+from imgpipe_contracts.netguard import IPNetwork, is_allowed, literal_ip
 from imgpipe_ingest.csv_format import ProductRow, check_url
 from imgpipe_ingest.repository import RequestRepository
 
@@ -56,6 +56,7 @@ async def accept_upload(
     try:
         await repository.add_request(request_id, rows, webhook_url, now)
     except Exception as exc:
+        await _mark_failed(repository, request_id, f"could not record the request: {exc}", now)
         raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
     try:
         await broker.publish_many(image_jobs(request_id, rows))
@@ -70,23 +71,36 @@ async def accept_upload(
         )
     except Exception as exc:
         log.exception("queueing request %s failed", request_id)
-        try:
-            await repository.mark_failed(request_id, f"could not queue the images: {exc}", now)
-        except Exception:
-            log.exception("could not mark request %s as failed", request_id)
+        await _mark_failed(repository, request_id, f"could not queue the images: {exc}", now)
         raise QueueingFailed(f"the message broker did not accept the work: {exc}") from exc
     return request_id
 
 
-def webhook_url_problem(url: str, *, allow_private: bool, max_length: int) -> str | None:
+async def _mark_failed(
+    repository: RequestRepository, request_id: str, reason: str, now: datetime
+) -> None:
+    """Best effort: the request may not exist, or the database may be the thing that failed."""
+    try:
+        await repository.mark_failed(request_id, reason, now)
+    except Exception:
+        log.exception("could not mark request %s as failed", request_id)
+
+
+def webhook_url_problem(
+    url: str,
+    *,
+    allow_private: bool,
+    max_length: int,
+    allowed_networks: Sequence[IPNetwork] = (),
+) -> str | None:
     """Why `url` cannot be a webhook target, or None. Hostnames are checked again on connect."""
     problem = check_url(url, max_length)
     if problem is not None or allow_private:
         return problem
     host = urlsplit(url).hostname or ""
     ip = literal_ip(host)
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    if ip is None and (host.lower() == "localhost" or host.lower().endswith(".localhost")):
         return "webhook_url points at this machine (localhost); use a public address"
-    if ip is not None and not is_public_address(ip):
+    if ip is not None and not is_allowed(ip, allow_private, allowed_networks):
         return f"webhook_url points at the non-public address {ip}; use a public address"
     return None

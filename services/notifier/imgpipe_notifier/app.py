@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook
 
 from imgpipe_contracts.messaging import Broker
-from imgpipe_contracts.netguard import guarded_socket_factory
+from imgpipe_contracts.netguard import socket_factory_for
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
 from imgpipe_notifier.config import Settings
 from imgpipe_notifier.handlers import handle_request_completed
@@ -26,9 +26,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                socket_factory=None
-                if settings.imgpipe_allow_private_networks
-                else guarded_socket_factory
+                socket_factory=socket_factory_for(
+                    settings.imgpipe_allow_private_networks, settings.imgpipe_allowed_networks
+                )
             ),
             timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout),
             headers={"User-Agent": "imgpipe-webhooks/0.1"},

@@ -8,13 +8,13 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from imgpipe_contracts.settings import BrokerSettings
+from imgpipe_contracts.settings import BrokerSettings, NetworkSettings
 
 # Only for development: anyone reading this file can forge webhooks signed with it.
 DEVELOPMENT_SECRET = "whsec_" + base64.b64encode(b"imgpipe-development-secret-32byte").decode()
 
 
-class Settings(BrokerSettings):
+class Settings(BrokerSettings, NetworkSettings):
     environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     notifier_port: int = 8020
@@ -23,7 +23,6 @@ class Settings(BrokerSettings):
         description="Standard Webhooks secret: 'whsec_' followed by base64 of 24-64 bytes.",
     )
     default_webhook_url: str | None = None
-    imgpipe_allow_private_networks: bool = False
     webhook_timeout: float = Field(default=10.0, gt=0)
     received_webhooks_kept: int = Field(default=1000, ge=1)
 

@@ -24,6 +24,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     broker = Broker(settings, "imgpipe-processor")
     session = make_session(
         allow_private=settings.imgpipe_allow_private_networks,
+        allowed_networks=settings.imgpipe_allowed_networks,
         connect_timeout=settings.connect_timeout,
         total_timeout=settings.download_timeout,
         per_host=settings.downloads_per_host,

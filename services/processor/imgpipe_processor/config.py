@@ -7,16 +7,15 @@ from pathlib import Path
 
 from pydantic import Field
 
-from imgpipe_contracts.settings import BrokerSettings
+from imgpipe_contracts.settings import BrokerSettings, NetworkSettings
 
 
-class Settings(BrokerSettings):
+class Settings(BrokerSettings, NetworkSettings):
     data_dir: Path = Path(".data/files")
     public_base_url: str = Field(
         default="http://localhost:8010",
         description="Where the status service serves DATA_DIR under /files.",
     )
-    imgpipe_allow_private_networks: bool = False
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)
     download_timeout: float = Field(default=30.0, gt=0)

@@ -4,13 +4,14 @@ and the SSRF guard on every address actually connected to (redirect hops include
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from imgpipe_contracts.netguard import BlockedAddressError, guarded_socket_factory
+from imgpipe_contracts.netguard import BlockedAddressError, IPNetwork, socket_factory_for
 
 _TRANSIENT_STATUSES = {408, 425, 429}
 _CHUNK = 64 * 1024
@@ -41,12 +42,17 @@ class FetchLimits:
 
 
 def make_session(
-    *, allow_private: bool, connect_timeout: float, total_timeout: float, per_host: int
+    *,
+    allow_private: bool,
+    connect_timeout: float,
+    total_timeout: float,
+    per_host: int,
+    allowed_networks: Sequence[IPNetwork] = (),
 ) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=0,
         limit_per_host=per_host,
-        socket_factory=None if allow_private else guarded_socket_factory,
+        socket_factory=socket_factory_for(allow_private, allowed_networks),
     )
     timeout = aiohttp.ClientTimeout(
         total=total_timeout, sock_connect=connect_timeout, sock_read=connect_timeout * 2

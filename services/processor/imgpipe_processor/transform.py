@@ -20,9 +20,14 @@ class ImageRejected(Exception):
     """The bytes are not an image we can (or may) decode; `reason` is a short code."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
+        # Both in args: the exception crosses the process pool by pickle, which rebuilds it
+        # from args; a mismatch breaks the whole pool for every job in flight.
+        super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,17 @@ def outcome_document(event: Outcome, now: datetime) -> Document:
     return doc
 
 
+REASONS = "failures_by_reason"
+
+
+def tally(fact: Document) -> Counter[str]:
+    """What one new outcome fact adds to its request's counters."""
+    if fact["outcome"] == "processed":
+        return Counter(processed=1, bytes_in=fact["bytes_in"], bytes_out=fact["bytes_out"])
+    # Reasons are our own short codes ([a-z0-9_]), safe as field names.
+    return Counter({"failed": 1, f"{REASONS}.{fact['reason']}": 1})
+
+
 def _product_update(event: Outcome) -> UpdateOne:
     pos = event.position
     if isinstance(event, ImageProcessed):
@@ -109,16 +120,10 @@ class StatusRepository:
         for doc in docs:
             fresh.setdefault(doc["request_id"], Counter())
             if doc["_id"] not in duplicates:
-                fresh[doc["request_id"]][doc["outcome"]] += 1
+                fresh[doc["request_id"]] += tally(doc)
         recount = {unique[i].request_id for i in duplicates}
         updates = [
-            UpdateOne(
-                {"_id": rid},
-                {
-                    "$inc": {"processed": counts["processed"], "failed": counts["failed"]},
-                    "$set": {"updated_at": now},
-                },
-            )
+            UpdateOne({"_id": rid}, {"$inc": dict(counts), "$set": {"updated_at": now}})
             for rid, counts in fresh.items()
             if rid not in recount and counts
         ]
@@ -151,22 +156,47 @@ class StatusRepository:
         counts: Counter[str] = Counter()
         pipeline: list[Document] = [
             {"$match": {"request_id": request_id}},
-            {"$group": {"_id": "$outcome", "n": {"$sum": 1}}},
+            {
+                "$group": {
+                    "_id": {"outcome": "$outcome", "reason": "$reason"},
+                    "n": {"$sum": 1},
+                    "bytes_in": {"$sum": "$bytes_in"},
+                    "bytes_out": {"$sum": "$bytes_out"},
+                }
+            },
         ]
         async for row in await self._db[store.IMAGES].aggregate(pipeline):
-            counts[row["_id"]] = row["n"]
+            counts[row["_id"]["outcome"]] += row["n"]
+            counts["bytes_in"] += row["bytes_in"]
+            counts["bytes_out"] += row["bytes_out"]
+            if row["_id"].get("reason"):
+                counts[f"{REASONS}.{row['_id']['reason']}"] += row["n"]
+        reasons = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(REASONS)}
         doc = await self._db[store.REQUESTS].find_one_and_update(
             {"_id": request_id},
             {
                 "$set": {
                     "processed": counts["processed"],
                     "failed": counts["failed"],
+                    "bytes_in": counts["bytes_in"],
+                    "bytes_out": counts["bytes_out"],
+                    REASONS: reasons,
                     "updated_at": now,
                 }
             },
             return_document=ReturnDocument.AFTER,
         )
         return _progress(doc) if doc else None
+
+    async def failures(self, request_id: str, limit: int) -> list[Document]:
+        """The first `limit` failed images, in file order."""
+        cursor = (
+            self._db[store.IMAGES]
+            .find({"request_id": request_id, "outcome": "failed"})
+            .sort([("row_index", 1), ("position", 1)])
+            .limit(limit)
+        )
+        return [doc async for doc in cursor]
 
     async def products_in_order(self, request_id: str) -> list[Document]:
         cursor = self._db[store.PRODUCTS].find({"request_id": request_id}).sort("row_index", 1)

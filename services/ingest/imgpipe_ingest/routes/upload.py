@@ -14,6 +14,7 @@ from imgpipe_ingest.service import QueueingFailed, accept_upload, status_url, we
 router = APIRouter()
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut, "description": "The body is not valid multipart/form-data."},
     413: {"model": ErrorOut, "description": "The upload is larger than MAX_UPLOAD_BYTES."},
     415: {"model": UploadRejected, "description": "The file is not UTF-8 CSV text."},
     422: {"model": UploadRejected, "description": "The CSV or a form field is invalid."},
@@ -43,6 +44,7 @@ async def upload(
             problem = webhook_url_problem(
                 webhook_url,
                 allow_private=settings.imgpipe_allow_private_networks,
+                allowed_networks=settings.imgpipe_allowed_networks,
                 max_length=settings.max_url_length,
             )
             if problem is not None:
