@@ -187,7 +187,7 @@ def _parse_row(
         problems.add(line, f"S. No. must have at most {MAX_SERIAL_DIGITS} digits")
         ok = False
     else:
-        serial = int(serial_text.strip())
+        serial = int(digits.lstrip("0") or "0")
         if serial in seen_serials:
             problems.add(
                 line, f"S. No. {serial} is used again (first on line {seen_serials[serial]})"
