@@ -8,7 +8,7 @@ UV := .tools/bin/uv
 RUN := $(UV) run --frozen --all-packages
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install test test-unit test-integration test-e2e test-faults lint run demo clean broker
+.PHONY: install test test-unit test-integration test-e2e test-faults lint run demo clean broker bench
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -45,6 +45,11 @@ lint: install
 	$(RUN) mypy services/contracts/imgpipe_contracts services/ingest/imgpipe_ingest \
 		services/processor/imgpipe_processor services/status/imgpipe_status \
 		services/notifier/imgpipe_notifier services/cli/imgpipe_cli deploy/devtools/imgpipe_dev
+
+# Benchmarks the real system against the codec's limit (not part of `make test`; about 5-10
+# minutes). BENCH_ARGS=--quick for a smoke run; BENCH_* variables override sizes (bench/README.md).
+bench: install broker
+	$(RUN) python -m bench $(BENCH_ARGS)
 
 run: install broker
 	$(RUN) python -m imgpipe_dev.run
