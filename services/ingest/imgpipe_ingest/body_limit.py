@@ -11,6 +11,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_DRAIN_LIMIT = 8 * 1024 * 1024
+
 
 class _TooLarge(Exception):
     pass
@@ -32,11 +34,13 @@ class BodySizeLimit:
         received = 0
         exceeded = False
         started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
+            nonlocal received, exceeded, body_done
             message = await receive()
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     exceeded = True
@@ -54,7 +58,23 @@ class BodySizeLimit:
         with contextlib.suppress(_TooLarge):
             await self.app(scope, limited_receive, guarded_send)
         if exceeded and not started:
+            if not body_done:
+                await self._discard_rest(receive)
             await self._reject(send)
+
+    async def _discard_rest(self, receive: Receive) -> None:
+        """Read (and drop) a bounded amount of what the client is still sending.
+
+        A server that answers and closes while the client is still writing makes many clients
+        fail with "connection reset" before they read the 413; a little draining lets them see
+        why. Nothing is stored, and past the bound we close anyway.
+        """
+        budget = _DRAIN_LIMIT
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            budget -= len(message.get("body", b""))
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
