@@ -8,7 +8,7 @@ UV := .tools/bin/uv
 RUN := $(UV) run --frozen --all-packages
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install test test-unit test-integration test-e2e test-faults lint run demo clean broker bench
+.PHONY: install test test-unit test-integration test-e2e test-faults lint run demo clean broker browser asyncapi bench
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -23,7 +23,14 @@ install: .venv/.synced
 broker: install
 	$(RUN) python -m imgpipe_dev.infra ensure-rabbitmq
 
-test: install broker
+# The dashboard test drives Debian's Chromium (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium || \
+		{ $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }; }
+
+test: install broker browser
 	$(RUN) pytest tests --durations=10
 
 test-unit: install
@@ -32,7 +39,7 @@ test-unit: install
 test-integration: install broker
 	$(RUN) pytest tests/integration
 
-test-e2e: install broker
+test-e2e: install broker browser
 	$(RUN) pytest tests/e2e
 
 # Kills services, the database and a private RabbitMQ node mid-request (part of `make test`).
@@ -56,6 +63,10 @@ run: install broker
 
 demo: install broker
 	$(RUN) python -m imgpipe_dev.demo
+
+# Regenerate docs/asyncapi.yaml from the event models (a unit test fails when it is stale).
+asyncapi: install
+	$(RUN) python -m imgpipe_dev.asyncapi
 
 clean:
 	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache

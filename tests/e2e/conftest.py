@@ -43,9 +43,11 @@ def stack_running(
         | {
             "DATA_DIR": str(root / "files"),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['STATUS_PORT']}",
+            "INGEST_PUBLIC_URL": f"http://127.0.0.1:{ports['INGEST_PORT']}",
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "WORKERS": "2",
             "LOG_LEVEL": "INFO",
+            "METRICS_PORT": str(free_port()),
         }
         | extra_env
     )

@@ -60,6 +60,9 @@ OPERATIONS = [
     ("ingest", "POST", "/upload/"),
     ("ingest", "GET", "/healthz"),
     ("status", "GET", "/status/{request_id}"),
+    ("status", "GET", "/status/{request_id}/events"),
+    ("status", "GET", "/status/{request_id}/images"),
+    ("status", "GET", "/requests"),
     ("status", "GET", "/healthz"),
 ]
 

@@ -1,5 +1,5 @@
 """`python -m imgpipe_cli`, the same as the `imgpipe` command."""
 
-from imgpipe_cli.main import app
+from imgpipe_cli.main import main
 
-app(prog_name="imgpipe")
+main()

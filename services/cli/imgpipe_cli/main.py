@@ -1,6 +1,9 @@
-"""`imgpipe`: the operator's command line.
+"""`imgpipe`: submit CSVs, follow them live, fetch the results, and operate the queues.
 
-Exit codes: 0 success, 1 an error (one line on stderr), 2 a usage error.
+Exit codes a script can rely on:
+  0 completed, every image processed      3 completed, some images failed
+  4 failed (no image could be processed)  5 not finished yet (status, download)
+  1 an error (one line on stderr)         2 a usage error
 """
 
 from __future__ import annotations
@@ -8,81 +11,206 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
-import aio_pika
+import aiohttp
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
-from imgpipe_contracts.deadletters import dead_letter_counts, peek, replay, spec_named
-from imgpipe_contracts.settings import BrokerSettings
+from imgpipe_cli.client import FINAL, ApiError, Client
+from imgpipe_cli.dlq import dlq
 
 T = TypeVar("T")
+OK, ERROR, USAGE, WITH_FAILURES, FAILED, NOT_FINISHED = 0, 1, 2, 3, 4, 5
 
-app = typer.Typer(help="Operate imgpipe.", no_args_is_help=True, add_completion=False)
-dlq = typer.Typer(help="Dead-letter queues: what could not be processed.", no_args_is_help=True)
+app = typer.Typer(
+    help="Turn spreadsheets of product images into optimised images.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 app.add_typer(dlq, name="dlq")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
+IngestUrl = Annotated[str, typer.Option(envvar="IMGPIPE_INGEST_URL", help="The ingest service.")]
+StatusUrl = Annotated[str, typer.Option(envvar="IMGPIPE_STATUS_URL", help="The status service.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
-def _run(work: Callable[[aio_pika.abc.AbstractChannel, BrokerSettings], Awaitable[T]]) -> T:
-    """Connect with the environment's settings (RABBITMQ_URL, BROKER_PREFIX), run, close."""
-    settings = BrokerSettings()
 
+def _run(ingest_url: str, status_url: str, work: Callable[[Client], Awaitable[T]]) -> T:
     async def main() -> T:
-        connection = await aio_pika.connect(settings.rabbitmq_url, timeout=10)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            return await work(channel, settings)
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            return await work(Client(session, ingest_url, status_url))
 
     try:
         return asyncio.run(main())
-    except ValueError as exc:
-        err.print(f"imgpipe: {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    except Exception as exc:
-        err.print(f"imgpipe: {type(exc).__name__}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    except ApiError as exc:
+        err.print(f"imgpipe: {exc}", highlight=False, markup=False)
+        raise typer.Exit(ERROR) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        err.print(f"imgpipe: {type(exc).__name__}: {exc}", highlight=False, markup=False)
+        raise typer.Exit(ERROR) from None
 
 
-@dlq.command("list")
-def dlq_list(
-    show: Annotated[int, typer.Option(help="Also show up to N messages of each queue.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+class RateColumn(ProgressColumn):
+    """Images per second, once there is a rate to show."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} img/s" if task.speed else "")
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    if status["status"] == "Failed":
+        return FAILED
+    if status["status"] != "Completed":
+        return NOT_FINISHED
+    return WITH_FAILURES if status["progress"]["failed"] else OK
+
+
+def summary(status: dict[str, Any]) -> str:
+    p = status["progress"]
+    lines = [
+        f"{status['request_id']}: {status['status']}, {p['processed']} processed, "
+        f"{p['failed']} failed of {p['total']}"
+    ]
+    if status.get("bytes_in"):
+        saved = 1 - status["bytes_out"] / status["bytes_in"]
+        lines.append(
+            f"  {status['bytes_in'] / 1e6:.1f} MB in, {status['bytes_out'] / 1e6:.1f} "
+            f"MB out ({saved:.0%} saved)"
+        )
+    for reason, count in sorted(status.get("failures_by_reason", {}).items()):
+        lines.append(f"  failed: {reason} x{count}")
+    if status.get("output_csv_url"):
+        lines.append(f"  output CSV: {status['output_csv_url']}")
+    if status.get("error"):
+        lines.append(f"  error: {status['error']}")
+    return "\n".join(lines)
+
+
+async def follow(client: Client, request_id: str, as_json: bool) -> dict[str, Any]:
+    """Show live progress (a bar on a terminal, nothing in a pipe) until the final status."""
+    show = not as_json and err.is_terminal
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+    )
+    status: dict[str, Any] = {}
+    with Progress(*columns, console=err, disable=not show, transient=False) as bar:
+        task = bar.add_task("images", total=None, failed=0)
+        async for status in client.events(request_id):
+            p = status["progress"]
+            bar.update(
+                task,
+                total=p["total"],
+                completed=p["processed"] + p["failed"],
+                failed=p["failed"],
+                description=status["status"].lower(),
+            )
+    return status
+
+
+@app.command()
+def submit(
+    csv_file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="The CSV: S. No.,Product Name,Input Image Urls",
+        ),
+    ],
+    webhook: Annotated[str | None, typer.Option(help="Call this URL when done.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the progress until done.")] = False,
+    as_json: AsJson = False,
+    ingest_url: IngestUrl = "http://localhost:8000",
+    status_url: StatusUrl = "http://localhost:8010",
 ) -> None:
-    """How many messages wait in each dead-letter queue (and why, with --show)."""
+    """Upload a CSV; print its request id (with --wait, follow it to the end)."""
 
-    async def work(
-        channel: aio_pika.abc.AbstractChannel, settings: BrokerSettings
-    ) -> list[tuple[str, int, list[str]]]:
-        topology = settings.topology()
-        rows = []
-        for base, count in (await dead_letter_counts(channel, topology)).items():
-            letters = await peek(channel, topology, spec_named(base), show) if show else []
-            rows.append((base, count, [f"{d.routing_key}: {d.error}" for d in letters]))
-        return rows
+    async def work(client: Client) -> dict[str, Any]:
+        accepted = await client.submit(csv_file, webhook)
+        if not wait:
+            return accepted
+        if not as_json:
+            out.print(accepted["request_id"], highlight=False)
+        return await follow(client, accepted["request_id"], as_json)
 
-    rows = _run(work)
-    if as_json:
-        print(json.dumps([{"queue": b, "dead_letters": c, "examples": e} for b, c, e in rows]))
+    result = _run(ingest_url, status_url, work)
+    if not wait:
+        print(json.dumps(result) if as_json else result["request_id"])
         return
-    table = Table("work queue", "dead letters", "examples")
-    for base, count, examples in rows:
-        table.add_row(base, str(count), "\n".join(examples))
-    out.print(table)
+    print(json.dumps(result) if as_json else summary(result))
+    raise typer.Exit(exit_code(result))
 
 
-@dlq.command("replay")
-def dlq_replay(
-    queue: Annotated[str, typer.Argument(help="Work queue, e.g. processor.image-requested.")],
-    limit: Annotated[int | None, typer.Option(help="Replay at most this many.")] = None,
+@app.command()
+def status(
+    request_id: str,
+    as_json: AsJson = False,
+    ingest_url: IngestUrl = "http://localhost:8000",
+    status_url: StatusUrl = "http://localhost:8010",
 ) -> None:
-    """Move dead letters back to their work queue for another try."""
+    """Where a request is now."""
+    result = _run(ingest_url, status_url, lambda client: client.status(request_id))
+    print(json.dumps(result) if as_json else summary(result))
+    raise typer.Exit(exit_code(result))
 
-    async def work(channel: aio_pika.abc.AbstractChannel, settings: BrokerSettings) -> int:
-        return await replay(channel, settings.topology(), spec_named(queue), limit)
 
-    moved = _run(work)
-    out.print(f"replayed {moved} message{'s' if moved != 1 else ''} to {queue}")
+@app.command()
+def watch(
+    request_id: str,
+    as_json: AsJson = False,
+    ingest_url: IngestUrl = "http://localhost:8000",
+    status_url: StatusUrl = "http://localhost:8010",
+) -> None:
+    """Follow a request live until it is done."""
+    result = _run(ingest_url, status_url, lambda client: follow(client, request_id, as_json))
+    print(json.dumps(result) if as_json else summary(result))
+    raise typer.Exit(exit_code(result))
+
+
+@app.command()
+def download(
+    request_id: str,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to save it.")] = None,
+    ingest_url: IngestUrl = "http://localhost:8000",
+    status_url: StatusUrl = "http://localhost:8010",
+) -> None:
+    """Save a finished request's output CSV (default: output_<id>.csv)."""
+
+    async def work(client: Client) -> tuple[dict[str, Any], int]:
+        current = await client.status(request_id)
+        if current["status"] not in FINAL or not current.get("output_csv_url"):
+            return current, 0
+        target = output or Path(f"output_{request_id}.csv")
+        return current, await client.download(current["output_csv_url"], target)
+
+    current, size = _run(ingest_url, status_url, work)
+    if not size:
+        err.print(f"imgpipe: {request_id} is {current['status']}; its CSV is not ready yet")
+        raise typer.Exit(NOT_FINISHED)
+    print(output or f"output_{request_id}.csv")
+
+
+def main() -> None:
+    app(prog_name="imgpipe")

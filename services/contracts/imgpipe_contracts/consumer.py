@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from imgpipe_contracts import metrics
 from imgpipe_contracts.events import Event, parse_event
+from imgpipe_contracts.logs import EVENT_ID, REQUEST_ID
 from imgpipe_contracts.topology import QueueSpec, Topology
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,9 @@ class Consumer:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         topology = self._topology
+        metrics.MESSAGES_CONSUMED.labels(self._spec.base).inc()
+        if message.redelivered:
+            metrics.MESSAGES_REDELIVERED.labels(self._spec.base).inc()
         raw_attempt = (message.headers or {}).get(ATTEMPT_HEADER)
         attempt = raw_attempt if isinstance(raw_attempt, int) and raw_attempt > 0 else 1
         try:
@@ -117,6 +122,9 @@ class Consumer:
             await self._settle(message, Reject(f"malformed message: {exc}"), attempt)
             return
         delivery = Delivery(event, attempt, topology.max_attempts(self._spec))
+        # Each delivery runs in its own task, so these stay with this message's log lines.
+        REQUEST_ID.set(event.request_id)
+        EVENT_ID.set(event.event_id)
         if self._batch_size > 1:
             await self._buffer.put((message, delivery))
         else:
@@ -143,6 +151,7 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            metrics.HANDLER_ERRORS.labels(self._spec.base).inc()
             for message, delivery in batch:
                 await self._settle(message, exc, delivery.attempt)
             return
@@ -153,11 +162,12 @@ class Consumer:
         """Move a failed message to a retry queue or the DLQ, then ack the original."""
         topology = self._topology
         delays = topology.retry_delays(self._spec)
+        dead_letter = False
         if isinstance(exc, Unavailable):
             target, next_attempt = topology.retry_queue(self._spec, delays[0]), attempt
             log.warning("%s unavailable, retrying later: %s", self._spec.base, exc)
         elif isinstance(exc, Reject) or attempt >= len(delays) + 1:
-            target, next_attempt = topology.dlq(self._spec), attempt
+            target, next_attempt, dead_letter = topology.dlq(self._spec), attempt, True
             log.error("dead-lettering message from %s: %r", self._spec.base, exc)
         else:
             delay = delays[attempt - 1]
@@ -183,6 +193,10 @@ class Consumer:
             # Not acked: the broker redelivers it once the connection is back.
             log.exception("could not move a message to %s; leaving it unacked", target)
             return
+        # Counted once the copy is confirmed: a message left unacked here is redelivered and
+        # settled again, and counting it twice would overstate the moves.
+        moved = metrics.MESSAGES_DEAD_LETTERED if dead_letter else metrics.MESSAGES_RETRIED
+        moved.labels(self._spec.base).inc()
         await _ack(message)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import math
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from imgpipe_contracts.logs import LogFormat
 from imgpipe_contracts.topology import Topology
 
 DelayList = Annotated[tuple[float, ...], NoDecode]
@@ -36,6 +36,9 @@ class BrokerSettings(BaseSettings):
     prefetch: int = Field(default=32, ge=1)
     publish_timeout: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
+    log_format: LogFormat = Field(
+        default="auto", description="json, text, or auto: JSON unless on a terminal."
+    )
 
     @field_validator("retry_delays", "webhook_retry_delays", mode="before")
     @classmethod
@@ -91,10 +94,3 @@ class MongoSettings(BaseSettings):
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = "imgpipe"
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
-
-
-def configure_logging(level: str, service: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-    )

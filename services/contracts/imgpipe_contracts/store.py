@@ -79,3 +79,4 @@ async def ensure_indexes(db: Any, wait_seconds: float = 60.0) -> None:
                 name="request_outcomes_in_order",
             )
             await db[REQUESTS].create_index([("outbox_pending", 1)], name="outbox_pending")
+            await db[REQUESTS].create_index([("created_at", -1)], name="newest_first")

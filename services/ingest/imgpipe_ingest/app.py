@@ -6,11 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imgpipe_contracts import metrics
 from imgpipe_contracts.messaging import Broker
 from imgpipe_ingest.body_limit import BodySizeLimit
 from imgpipe_ingest.config import Settings
@@ -34,6 +38,41 @@ async def form_rejected(request: Request, exc: Exception) -> JSONResponse:
         problems=problems,
     )
     return JSONResponse(body.model_dump(), status_code=422)
+
+
+_UPLOAD = ("/upload/", "/upload")
+
+
+class UploadOutcomes:
+    """Counts every upload's answer by status. Middleware, because the answer may come from
+    the route, the form-error handler or BodySizeLimit's 413, which this wraps."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _UPLOAD:
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception:
+            status = status or 500  # what the server error middleware outside us answers
+            raise
+        finally:
+            # None: the client went away before any answer; that is no verdict on the upload.
+            if status == 202:
+                metrics.UPLOADS_ACCEPTED.inc()
+            elif status is not None:
+                metrics.UPLOADS_REJECTED.labels(str(status)).inc()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -64,7 +103,20 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UploadOutcomes)  # added last: outermost, so it sees BodySizeLimit's 413
+    # The dashboard (served by the status service) uploads from the browser.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins(),
+        allow_methods=["POST", "GET"],
+        allow_headers=["*"],
+    )
     app.add_exception_handler(RequestValidationError, form_rejected)
     app.include_router(upload.router)
     app.include_router(health.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app

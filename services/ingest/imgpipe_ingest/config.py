@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import Field
 
 from imgpipe_contracts.settings import BrokerSettings, MongoSettings, NetworkSettings
@@ -15,12 +17,22 @@ class Settings(BrokerSettings, MongoSettings, NetworkSettings):
         default="http://localhost:8010",
         description="Where the status service (status API, files) is reachable by users.",
     )
+    dashboard_origins: str = Field(
+        default="",
+        description="Extra browser origins allowed to upload (comma-separated); the origin "
+        "of PUBLIC_BASE_URL, where the dashboard lives, is always allowed.",
+    )
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=200_000, ge=1)
     max_urls_per_row: int = Field(default=50, ge=1)
     max_images: int = Field(default=500_000, ge=1)
     max_cell_chars: int = Field(default=10_000, ge=100)
     max_url_length: int = Field(default=2_048, ge=64)
+
+    def cors_origins(self) -> list[str]:
+        parts = urlsplit(self.public_base_url)
+        extra = [o.strip().rstrip("/") for o in self.dashboard_origins.split(",") if o.strip()]
+        return [f"{parts.scheme}://{parts.netloc}", *extra]
 
     def csv_limits(self) -> CsvLimits:
         return CsvLimits(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
+from imgpipe_contracts.logs import REQUEST_ID
 from imgpipe_contracts.messaging import Broker
 from imgpipe_contracts.netguard import IPNetwork, is_allowed, literal_ip
 from imgpipe_ingest.csv_format import ProductRow, check_url
@@ -52,6 +53,7 @@ async def accept_upload(
     durably queued.
     """
     request_id = uuid.uuid4().hex
+    REQUEST_ID.set(request_id)
     now = datetime.now(UTC)
     try:
         await repository.add_request(request_id, rows, webhook_url, now)

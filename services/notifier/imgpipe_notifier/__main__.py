@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uvicorn
 
-from imgpipe_contracts.settings import configure_logging
+from imgpipe_contracts.logs import configure_logging
 from imgpipe_notifier.app import create_app
 from imgpipe_notifier.config import Settings
 
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level, "notifier")
+    configure_logging(settings.log_level, "notifier", settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

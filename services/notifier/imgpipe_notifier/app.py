@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import aiohttp
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from standardwebhooks.webhooks import Webhook
 
 from imgpipe_contracts.messaging import Broker
@@ -63,4 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.received = ReceivedWebhooks(signer, settings.received_webhooks_kept)
     app.include_router(webhook.router)
     app.include_router(health.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app

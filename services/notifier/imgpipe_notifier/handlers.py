@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from imgpipe_contracts import metrics
 from imgpipe_contracts.events import (
     RequestCompleted,
     WebhookAttemptFailed,
@@ -56,8 +57,10 @@ async def handle_request_completed(
     url = event.webhook_url or default_url
     if url is None:
         return
-    attempt = await post_webhook(session, signer, url, event.event_id, callback_body(event))
+    with metrics.WEBHOOK_SECONDS.time():
+        attempt = await post_webhook(session, signer, url, event.event_id, callback_body(event))
     if attempt.delivered:
+        metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc()
         log.info("webhook for %s delivered to %s (%s)", event.request_id, url, attempt.status_code)
         await broker.publish(
             WebhookDelivered(
@@ -70,6 +73,7 @@ async def handle_request_completed(
         )
         return
     if not attempt.final and not delivery.is_last_attempt:
+        metrics.WEBHOOK_ATTEMPTS.labels("retrying").inc()
         await broker.publish(
             WebhookAttemptFailed(
                 request_id=event.request_id,
@@ -81,6 +85,7 @@ async def handle_request_completed(
             )
         )
         raise WebhookNotDelivered(f"webhook to {url} failed: {attempt.reason}")
+    metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
     log.warning("webhook for %s failed for good: %s", event.request_id, attempt.reason)
     await broker.publish(
         WebhookFailed(

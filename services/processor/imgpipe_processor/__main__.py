@@ -7,8 +7,10 @@ import logging
 import signal
 from functools import partial
 
+import prometheus_client
+
+from imgpipe_contracts.logs import configure_logging
 from imgpipe_contracts.messaging import Broker
-from imgpipe_contracts.settings import configure_logging
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
 from imgpipe_processor.config import Settings
 from imgpipe_processor.fetch import FetchLimits, download, make_session
@@ -48,9 +50,21 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         pool.shutdown()
 
 
+def serve_metrics(settings: Settings) -> None:
+    """Serve /metrics from a daemon thread. A busy port (a second processor on this host)
+    costs only the endpoint: the worker itself still runs."""
+    try:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
+    except OSError as exc:
+        log.warning("no /metrics on %s:%d: %s", settings.host, settings.metrics_port, exc)
+        return
+    log.info("metrics at http://%s:%d/metrics", settings.host, settings.metrics_port)
+
+
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level, "processor")
+    configure_logging(settings.log_level, "processor", settings.log_format)
+    serve_metrics(settings)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -11,6 +11,10 @@ from imgpipe_contracts.settings import BrokerSettings, NetworkSettings
 
 
 class Settings(BrokerSettings, NetworkSettings):
+    host: str = "127.0.0.1"
+    metrics_port: int = Field(
+        default=8030, description="Port of the Prometheus /metrics endpoint (no other HTTP)."
+    )
     data_dir: Path = Path(".data/files")
     public_base_url: str = Field(
         default="http://localhost:8010",

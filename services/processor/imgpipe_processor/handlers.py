@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from imgpipe_contracts import metrics
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
 from imgpipe_contracts.messaging import Broker, Delivery, Reject, RetryLater
 from imgpipe_processor.fetch import DownloadFailed
@@ -39,8 +40,10 @@ async def handle_image_requested(
     except InvalidKey as exc:
         raise Reject(str(exc)) from exc
     try:
-        data = await fetch(job.url)
-        result = await pool.recompress(data, str(storage.path_for(key)))
+        with metrics.DOWNLOAD_SECONDS.time():
+            data = await fetch(job.url)
+        with metrics.PROCESSING_SECONDS.time():
+            result = await pool.recompress(data, str(storage.path_for(key)))
     except DownloadFailed as exc:
         if exc.transient and not delivery.is_last_attempt:
             raise RetryLater(f"{exc.reason}: {exc.detail}", exc.retry_after) from exc
@@ -64,6 +67,10 @@ async def handle_image_requested(
             bytes_out=result.bytes_out,
         )
     )
+    # Counted once the event is confirmed, so the counters agree with what status records.
+    metrics.IMAGES_PROCESSED.inc()
+    metrics.BYTES_IN.inc(len(data))
+    metrics.BYTES_OUT.inc(result.bytes_out)
 
 
 async def _publish_failure(
@@ -81,3 +88,4 @@ async def _publish_failure(
             attempts=attempts,
         )
     )
+    metrics.IMAGES_FAILED.labels(reason).inc()

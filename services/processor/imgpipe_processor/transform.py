@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,7 @@ def recompress(data: bytes, destination: str, max_pixels: int, quality: int) -> 
             raise ImageRejected("corrupt", f"the image is truncated or damaged: {exc}") from None
         path = Path(destination)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         output.save(temporary, "JPEG", quality=quality, icc_profile=icc)
         os.replace(temporary, path)
         return Recompressed(output.width, output.height, source_format, path.stat().st_size)

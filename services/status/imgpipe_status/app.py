@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 
 from imgpipe_contracts.messaging import Broker
@@ -24,7 +25,8 @@ from imgpipe_status.handlers import (
     relay_pending_completions,
 )
 from imgpipe_status.repository import StatusRepository
-from imgpipe_status.routes import health, status
+from imgpipe_status.routes import dashboard, health, requests, status
+from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,17 @@ def create_app(settings: Settings) -> FastAPI:
         description="Processing status of uploads, output CSVs and processed images.",
         lifespan=lifespan,
     )
+    app.state.events_interval = settings.events_interval
+    app.state.ingest_public_url = settings.ingest_public_url
     app.include_router(status.router)
+    app.include_router(requests.router)
+    app.include_router(dashboard.router)
     app.include_router(health.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app

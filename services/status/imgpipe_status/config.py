@@ -17,8 +17,15 @@ class Settings(BrokerSettings, MongoSettings):
         default="http://localhost:8010",
         description="Where this service is reachable by users; links it hands out start here.",
     )
+    ingest_public_url: str = Field(
+        default="http://localhost:8000",
+        description="Where browsers reach the ingest service (the dashboard uploads there).",
+    )
     batch_size: int = Field(default=200, ge=1, description="Outcome events per database batch.")
     batch_wait: float = Field(default=0.05, ge=0, description="Seconds to wait to fill a batch.")
+    events_interval: float = Field(
+        default=0.25, gt=0, description="How often a live progress stream looks for changes."
+    )
     outbox_interval: float = Field(default=5.0, gt=0)
     outbox_grace: float = Field(
         default=30.0, gt=0, description="Age after which an unpublished completion is re-sent."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pymongo.errors import ConnectionFailure
 
+from imgpipe_contracts import metrics
 from imgpipe_contracts.events import (
     ImageFailed,
     ImageProcessed,
@@ -42,7 +44,8 @@ class OutputFiles:
 
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    # Unique per writer: two status consumers may finish the same request at once.
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     temporary.write_text(text, encoding="utf-8", newline="")
     temporary.replace(path)
 
@@ -109,6 +112,8 @@ async def complete_request(
     )
     if not claimed:
         return
+    # Only the winner of the conditional update counts: once per request.
+    metrics.REQUESTS_COMPLETED.labels(event.status).inc()
     log.info(
         "request %s %s: %d processed, %d failed",
         event.request_id,

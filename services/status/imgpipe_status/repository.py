@@ -198,6 +198,20 @@ class StatusRepository:
         )
         return [doc async for doc in cursor]
 
+    async def processed_images(self, request_id: str, limit: int) -> list[Document]:
+        """The first `limit` processed images, in file order."""
+        cursor = (
+            self._db[store.IMAGES]
+            .find({"request_id": request_id, "outcome": "processed"})
+            .sort([("row_index", 1), ("position", 1)])
+            .limit(limit)
+        )
+        return [doc async for doc in cursor]
+
+    async def recent_requests(self, limit: int) -> list[Document]:
+        cursor = self._db[store.REQUESTS].find().sort("created_at", -1).limit(limit)
+        return [doc async for doc in cursor]
+
     async def products_in_order(self, request_id: str) -> list[Document]:
         cursor = self._db[store.PRODUCTS].find({"request_id": request_id}).sort("row_index", 1)
         return [doc async for doc in cursor]

@@ -1,23 +1,81 @@
-"""HTTP response models of the status API."""
+"""HTTP response models of the status API.
+
+The `examples` only document the OpenAPI spec (they match the README); they change no behaviour.
+FastAPI drops every `null` from the spec it serves, so no example has `null` in a required field
+(hence no `Pending` example: its `output_csv_path` and `output_csv_url` are null).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from imgpipe_contracts.events import RequestState
 
 FAILURES_SHOWN = 100
 
+_REQUEST_ID = "9c6c54e4a3f14dfb8bc8ba834d08b170"
+_PROGRESS_EXAMPLE: JsonDict = {"total": 6, "processed": 5, "failed": 1}
+_FAILURE_EXAMPLE: JsonDict = {
+    "row": 3,
+    "position": 2,
+    "url": "http://localhost:8001/missing.jpg",
+    "reason": "http_404",
+    "detail": "the server answered 404 Not Found",
+}
+_ATTEMPT_FAILED_EXAMPLE: JsonDict = {
+    "attempt": 1,
+    "outcome": "failed",
+    "status_code": 503,
+    "reason": "http_503",
+    "at": "2026-11-30T00:46:13.090000Z",
+}
+_ATTEMPT_DELIVERED_EXAMPLE: JsonDict = {
+    "attempt": 2,
+    "outcome": "delivered",
+    "status_code": 200,
+    "reason": None,
+    "at": "2026-11-30T00:46:18.101000Z",
+}
+_WEBHOOK_EXAMPLE: JsonDict = {
+    "status": "delivered",
+    "url": "https://example.com/hooks/imgpipe",
+    "webhook_id": "4be0a9d1c2f34e5b8a7c6d5e4f3a2b1c",
+    "attempts": 2,
+    "status_code": 200,
+    "reason": None,
+    "history": [_ATTEMPT_FAILED_EXAMPLE, _ATTEMPT_DELIVERED_EXAMPLE],
+}
+_COMPLETED_EXAMPLE: JsonDict = {
+    "request_id": _REQUEST_ID,
+    "status": "Completed",
+    "output_csv_path": f"outputs/output_{_REQUEST_ID}.csv",
+    "output_csv_url": f"http://localhost:8010/files/outputs/output_{_REQUEST_ID}.csv",
+    "progress": _PROGRESS_EXAMPLE,
+    "bytes_in": 608192,
+    "bytes_out": 181533,
+    "failures_by_reason": {"http_404": 1},
+    "failures": [_FAILURE_EXAMPLE],
+    "created_at": "2026-11-30T00:46:12.700000Z",
+    "completed_at": "2026-11-30T00:46:13.077000Z",
+    "webhook": _WEBHOOK_EXAMPLE,
+    "error": None,
+}
+
 
 class ProgressOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_PROGRESS_EXAMPLE]})
+
     total: int
     processed: int
     failed: int
 
 
 class FailureOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_FAILURE_EXAMPLE]})
+
     row: int = Field(description="1-based data row of the uploaded file")
     position: int = Field(description="1-based position of the URL in its row")
     url: str
@@ -26,6 +84,10 @@ class FailureOut(BaseModel):
 
 
 class WebhookAttemptOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [_ATTEMPT_FAILED_EXAMPLE, _ATTEMPT_DELIVERED_EXAMPLE]}
+    )
+
     attempt: int
     outcome: str
     status_code: int | None = None
@@ -34,7 +96,10 @@ class WebhookAttemptOut(BaseModel):
 
 
 class WebhookOut(BaseModel):
-    status: str
+    model_config = ConfigDict(json_schema_extra={"examples": [_WEBHOOK_EXAMPLE]})
+
+    # An attempt's history can be stored a moment before its state: still retrying then.
+    status: str = "retrying"
     url: str
     webhook_id: str
     attempts: int
@@ -44,6 +109,8 @@ class WebhookOut(BaseModel):
 
 
 class StatusOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_COMPLETED_EXAMPLE]})
+
     request_id: str
     status: RequestState
     output_csv_path: str | None
@@ -60,10 +127,45 @@ class StatusOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"detail": f"no request with id {_REQUEST_ID!r}; check the id from /upload/"}
+            ]
+        }
+    )
+
     detail: str
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ok", "broker": True, "database": True},
+                {"status": "unavailable", "broker": True, "database": False},
+            ]
+        }
+    )
+
     status: str
     broker: bool
     database: bool
+
+
+class RequestSummaryOut(BaseModel):
+    request_id: str
+    status: RequestState
+    progress: ProgressOut
+    created_at: datetime
+
+
+class ImageOut(BaseModel):
+    row: int = Field(description="1-based data row of the uploaded file")
+    position: int = Field(description="1-based position of the URL in its row")
+    input_url: str
+    output_url: str
+    width: int
+    height: int
+    bytes_in: int
+    bytes_out: int

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from imgpipe_contracts import metrics
 from imgpipe_ingest.csv_format import CsvRejected, Problem, parse_products
 from imgpipe_ingest.deps import BrokerDep, RepositoryDep, SettingsDep
 from imgpipe_ingest.schemas import ErrorOut, ProblemOut, UploadAccepted, UploadRejected
@@ -69,6 +70,7 @@ async def upload(
         )
     except QueueingFailed as exc:
         return JSONResponse({"detail": f"{exc}; try again shortly"}, status_code=503)
+    metrics.IMAGES_QUEUED.inc(sum(len(row.urls) for row in rows))
     return UploadAccepted(
         request_id=request_id, status_url=status_url(settings.public_base_url, request_id)
     )

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from imgpipe_status.deps import RepositoryDep
 from imgpipe_status.domain import visible_state
+from imgpipe_status.repository import StatusRepository
 from imgpipe_status.schemas import (
     FAILURES_SHOWN,
     ErrorOut,
@@ -15,14 +21,14 @@ from imgpipe_status.schemas import (
 
 router = APIRouter()
 
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No request has this id."}
+}
+_FINAL = ("Completed", "Failed")
 
-@router.get(
-    "/status/{request_id}",
-    response_model=StatusOut,
-    responses={404: {"model": ErrorOut, "description": "No request has this id."}},
-    summary="Processing status of an upload",
-)
-async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
+
+async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
+    """The request's status as the API shows it; 404 if there is no such request."""
     doc = await repository.get_request(request_id)
     if doc is None:
         raise HTTPException(404, f"no request with id {request_id!r}; check the id from /upload/")
@@ -54,3 +60,57 @@ async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
         webhook=WebhookOut.model_validate(webhook) if webhook else None,
         error=doc.get("error"),
     )
+
+
+@router.get(
+    "/status/{request_id}",
+    response_model=StatusOut,
+    responses=_NOT_FOUND,
+    summary="Processing status of an upload",
+)
+async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
+    return await snapshot(repository, request_id)
+
+
+@router.get(
+    "/status/{request_id}/events",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: `status` events carrying the status document "
+            "each time it changes, the last one final.",
+        },
+        **_NOT_FOUND,
+    },
+    response_class=EventSourceResponse,
+    summary="Live progress of an upload (Server-Sent Events)",
+)
+async def stream_status(
+    request_id: str, request: Request, repository: RepositoryDep
+) -> EventSourceResponse:
+    """Each change of the status document as a `status` event, ending after the final one.
+
+    Every connection starts with a fresh snapshot, so a client that reconnects (with or
+    without Last-Event-ID) loses nothing: it sees the current state at once.
+    """
+    first = await snapshot(repository, request_id)
+    interval: float = request.app.state.events_interval
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        current: StatusOut | None = first
+        last: str | None = None
+        sequence = 0
+        while True:
+            if current is None:
+                current = await snapshot(repository, request_id)
+            body = current.model_dump_json()
+            if body != last:
+                sequence += 1
+                last = body
+                yield ServerSentEvent(data=body, event="status", id=str(sequence))
+            if current.status in _FINAL:
+                return
+            current = None
+            await asyncio.sleep(interval)
+
+    return EventSourceResponse(events(), ping=15)

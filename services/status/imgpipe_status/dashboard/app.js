@@ -1,0 +1,164 @@
+// imgpipe dashboard: upload, recent requests, and a live page per request.
+// Everything users wrote (product names, URLs, reasons) is shown with textContent, never
+// parsed as HTML.
+"use strict";
+
+const view = document.getElementById("view");
+let config = { ingest_url: "" };
+let stop = () => {};
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function kb(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.round(bytes / 1e3)} kB`;
+}
+
+function progressBar(p) {
+  const pct = (n) => (p.total ? (100 * n) / p.total : 0);
+  return el("div", {
+      class: "bar", id: "progress-bar", role: "progressbar", "aria-valuemin": "0",
+      "aria-valuemax": String(p.total), "aria-valuenow": String(p.processed + p.failed),
+    },
+    el("div", { class: "done", style: `width:${pct(p.processed)}%` }),
+    el("div", { class: "failed", style: `width:${pct(p.failed)}%` }));
+}
+
+function showHome() {
+  const file = el("input", { type: "file", id: "file-input", accept: ".csv,text/csv" });
+  const chosen = el("p", { text: "Drop a CSV here, or choose one." });
+  const drop = el("div", { class: "drop", id: "drop-zone" }, chosen, file);
+  const webhook = el("input", { type: "url", id: "webhook-url", placeholder: "https://… (optional)" });
+  const message = el("div", { id: "upload-message" });
+  const button = el("button", { id: "upload-button", type: "submit", text: "Upload" });
+  let picked = null;
+  const pick = (f) => { picked = f; chosen.textContent = f ? f.name : "Drop a CSV here, or choose one."; };
+  file.addEventListener("change", () => pick(file.files[0] || null));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault(); drop.classList.remove("over"); pick(e.dataTransfer.files[0] || null);
+  });
+  const form = el("form", { id: "upload-form" }, drop,
+    el("label", { for: "webhook-url", text: "Webhook URL" }), webhook, button, message);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    message.replaceChildren();
+    if (!picked) { message.append(el("p", { class: "error", text: "Choose a CSV file first." })); return; }
+    const body = new FormData();
+    body.append("file", picked);
+    if (webhook.value.trim()) body.append("webhook_url", webhook.value.trim());
+    button.disabled = true;
+    try {
+      const response = await fetch(`${config.ingest_url}/upload/`, { method: "POST", body });
+      const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+      if (response.status === 202) { location.hash = `#/requests/${data.request_id}`; return; }
+      const box = el("div", { class: "error", id: "upload-error" }, el("p", { text: String(data.detail) }));
+      const problems = (data.problems || []).map((p) =>
+        el("li", { text: (p.line ? `line ${p.line}: ` : "") + p.message }));
+      if (problems.length) box.append(el("ul", {}, ...problems));
+      message.append(box);
+    } catch (error) {
+      message.append(el("p", { class: "error", text: `Upload failed: ${error}` }));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  const recent = el("tbody", { id: "recent" });
+  view.replaceChildren(
+    el("section", {}, el("h2", { text: "Upload a CSV" }), form),
+    el("section", {}, el("h2", { text: "Recent requests" }),
+      el("table", {}, el("thead", {}, el("tr", {}, ...["Request", "Status", "Progress", "Created"]
+        .map((h) => el("th", { text: h })))), recent)));
+  const refresh = async () => {
+    const response = await fetch("/requests?limit=20");
+    if (!response.ok) return;
+    const rows = (await response.json()).map((r) => el("tr", {},
+      el("td", {}, el("a", { href: `#/requests/${r.request_id}`, text: r.request_id })),
+      el("td", {}, el("span", { class: `badge ${r.status}`, text: r.status })),
+      el("td", {}, progressBar(r.progress), el("small", {
+        text: `${r.progress.processed + r.progress.failed} / ${r.progress.total}` })),
+      el("td", { text: new Date(r.created_at).toLocaleString() })));
+    recent.replaceChildren(...rows);
+  };
+  refresh();
+  const timer = setInterval(refresh, 2000);
+  stop = () => clearInterval(timer);
+}
+
+function showRequest(id) {
+  const summary = el("section", { id: "request" }, el("p", { text: "Loading…" }));
+  const failures = el("section", { id: "failures", hidden: "" });
+  const samples = el("section", { id: "samples", hidden: "" });
+  view.replaceChildren(summary, failures, samples);
+  const events = new EventSource(`/status/${encodeURIComponent(id)}/events`);
+  events.addEventListener("status", (event) => {
+    const s = JSON.parse(event.data);
+    const p = s.progress;
+    const done = p.processed + p.failed;
+    const saved = s.bytes_in ? ` (${Math.round(100 * (1 - s.bytes_out / s.bytes_in))}% saved)` : "";
+    summary.replaceChildren(
+      el("h2", { text: `Request ${s.request_id}` }),
+      el("span", { class: `badge ${s.status}`, id: "status", text: s.status }),
+      el("div", { class: "facts" },
+        el("div", {}, el("b", { id: "progress-text", text: `${done} / ${p.total}` }), "images done"),
+        el("div", {}, el("b", { text: String(p.processed) }), "processed"),
+        el("div", {}, el("b", { id: "failed-count", text: String(p.failed) }), "failed"),
+        el("div", {}, el("b", { text: `${kb(s.bytes_in)} → ${kb(s.bytes_out)}` }), `size${saved}`)),
+      progressBar(p));
+    if (s.output_csv_url) {
+      summary.append(el("p", {}, el("a", { id: "output-csv", href: s.output_csv_url, text: "Download the output CSV" })));
+    }
+    if (s.failures.length) {
+      failures.hidden = false;
+      failures.replaceChildren(el("h2", { text: "Failed images" }), el("table", {},
+        el("thead", {}, el("tr", {}, ...["Row", "URL", "Reason", "Detail"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...s.failures.map((f) => el("tr", {},
+          el("td", { text: `${f.row}.${f.position}` }), el("td", { text: f.url }),
+          el("td", { class: "failure-reason", text: f.reason }), el("td", { text: f.detail }))))));
+    }
+    if (s.status === "Completed" || s.status === "Failed") {
+      events.close();
+      showSamples(id, samples);
+    }
+  });
+  events.onerror = () => {
+    if (events.readyState === EventSource.CLOSED) summary.append(el("p", { class: "error", text: "Lost the live updates; reload the page." }));
+  };
+  stop = () => events.close();
+}
+
+async function showSamples(id, box) {
+  const response = await fetch(`/status/${encodeURIComponent(id)}/images?limit=4`);
+  if (!response.ok) return;
+  const images = await response.json();
+  if (!images.length) return;
+  box.hidden = false;
+  box.replaceChildren(el("h2", { text: "Before and after" }), el("div", { class: "samples" },
+    ...images.flatMap((i) => [
+      el("figure", {}, el("img", { src: i.input_url, alt: "original", loading: "lazy" }),
+        el("figcaption", { text: `before: ${kb(i.bytes_in)}, ${i.width}×${i.height}` })),
+      el("figure", {}, el("img", { src: i.output_url, alt: "optimised", loading: "lazy" }),
+        el("figcaption", { text: `after: ${kb(i.bytes_out)}, JPEG q50` })),
+    ])));
+}
+
+function route() {
+  stop();
+  const match = location.hash.match(/^#\/requests\/([0-9a-f]{32})$/);
+  if (match) showRequest(match[1]); else showHome();
+}
+
+(async () => {
+  config = await (await fetch("config.json")).json();
+  window.addEventListener("hashchange", route);
+  route();
+})();

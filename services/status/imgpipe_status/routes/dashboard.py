@@ -1,0 +1,27 @@
+"""The web dashboard: static files (no build step) and the one setting the page needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
+
+DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+
+router = APIRouter()
+
+
+class DashboardConfig(BaseModel):
+    ingest_url: str
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> RedirectResponse:
+    return RedirectResponse("/dashboard/")
+
+
+@router.get("/dashboard/config.json", response_model=DashboardConfig, include_in_schema=False)
+async def dashboard_config(request: Request) -> DashboardConfig:
+    return DashboardConfig(ingest_url=request.app.state.ingest_public_url.rstrip("/"))

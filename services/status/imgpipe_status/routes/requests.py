@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from imgpipe_status.deps import RepositoryDep
+from imgpipe_status.domain import visible_state
+from imgpipe_status.schemas import ErrorOut, ImageOut, ProgressOut, RequestSummaryOut
+
+router = APIRouter()
+
+
+@router.get("/requests", response_model=list[RequestSummaryOut], summary="Recent requests")
+async def recent_requests(
+    repository: RepositoryDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> list[RequestSummaryOut]:
+    """The newest requests first, with their progress."""
+    return [
+        RequestSummaryOut(
+            request_id=doc["_id"],
+            status=visible_state(doc["status"], doc["processed"], doc["failed"]),
+            progress=ProgressOut(
+                total=doc["total"], processed=doc["processed"], failed=doc["failed"]
+            ),
+            created_at=doc["created_at"],
+        )
+        for doc in await repository.recent_requests(limit)
+    ]
+
+
+@router.get(
+    "/status/{request_id}/images",
+    response_model=list[ImageOut],
+    responses={404: {"model": ErrorOut, "description": "No request has this id."}},
+    summary="Processed images of a request, before and after",
+)
+async def processed_images(
+    request_id: str,
+    repository: RepositoryDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> list[ImageOut]:
+    """The first processed images in file order, with their sizes before and after."""
+    if await repository.get_request(request_id) is None:
+        raise HTTPException(404, f"no request with id {request_id!r}; check the id from /upload/")
+    return [
+        ImageOut(
+            row=doc["row_index"] + 1,
+            position=doc["position"] + 1,
+            input_url=doc["input_url"],
+            output_url=doc["output_url"],
+            width=doc["width"],
+            height=doc["height"],
+            bytes_in=doc["bytes_in"],
+            bytes_out=doc["bytes_out"],
+        )
+        for doc in await repository.processed_images(request_id, limit)
+    ]
