@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,6 +33,8 @@ def local_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
         "DATA_DIR": str(DATA / "files"),
         "PUBLIC_BASE_URL": f"http://localhost:{status_port}",
         "IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true",
+        # The services write to our pipe, not the terminal: tell them who reads.
+        "LOG_FORMAT": "text" if sys.stdout.isatty() else "json",
     }
     return defaults | dict(environ)
 
