@@ -258,7 +258,7 @@ async def test_a_seed_csv_is_recorded_and_queued_with_one_job_per_image(
         for p in products
     ] == [
         {
-            "_id": f"{request_id}:0",
+            "_id": f"{request_id}:0000000",
             "request_id": request_id,
             "row_index": 0,
             "serial_number": 1,
@@ -268,7 +268,7 @@ async def test_a_seed_csv_is_recorded_and_queued_with_one_job_per_image(
             "processed": False,
         },
         {
-            "_id": f"{request_id}:1",
+            "_id": f"{request_id}:0000001",
             "request_id": request_id,
             "row_index": 1,
             "serial_number": 2,

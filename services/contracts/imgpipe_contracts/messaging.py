@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -124,15 +124,46 @@ class Broker:
         await self._publish(False, event.routing_key, _message(event))
 
     async def publish_many(self, events: Iterable[Event], window: int = 500) -> None:
-        """Publish events with up to `window` confirms outstanding at a time."""
-        pending: list[Awaitable[None]] = []
+        """Publish events with up to `window` confirms outstanding at a time.
+
+        A failure retries the whole window (consumers are idempotent, so a duplicate is
+        harmless); retrying per message would cost more than the publish itself.
+        """
+        batch: list[tuple[str, aio_pika.Message]] = []
         for event in events:
-            pending.append(self._publish(False, event.routing_key, _message(event)))
-            if len(pending) >= window:
-                await asyncio.gather(*pending)
-                pending = []
-        if pending:
-            await asyncio.gather(*pending)
+            batch.append((event.routing_key, _message(event)))
+            if len(batch) >= window:
+                await self._publish_window(batch)
+                batch = []
+        if batch:
+            await self._publish_window(batch)
+
+    async def _publish_window(self, batch: list[tuple[str, aio_pika.Message]]) -> None:
+        async for attempt in self._retrying():
+            with attempt:
+                exchange = self._exchange
+                if exchange is None:
+                    raise RuntimeError("not connected to RabbitMQ yet")
+                await asyncio.gather(
+                    *(
+                        exchange.publish(
+                            message,
+                            routing_key=key,
+                            mandatory=key in ROUTED_KEYS,
+                            timeout=self.settings.publish_timeout,
+                        )
+                        for key, message in batch
+                    )
+                )
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            retry=retry_if_exception_type(_RETRYABLE_PUBLISH_ERRORS)
+            & retry_if_not_exception_type(PublishError),
+            stop=stop_after_delay(self.settings.publish_timeout * 3),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        )
 
     async def send_to_queue(self, queue: str, message: aio_pika.Message) -> None:
         """Publish straight to a queue (retry queues, dead letters), with a confirm."""
@@ -142,13 +173,7 @@ class Broker:
         # Work that some service must do is published `mandatory`, so a missing queue is an
         # error instead of a silent drop; pure announcements may have no subscriber at all.
         mandatory = direct or routing_key in ROUTED_KEYS
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_RETRYABLE_PUBLISH_ERRORS)
-            & retry_if_not_exception_type(PublishError),
-            stop=stop_after_delay(self.settings.publish_timeout * 3),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            reraise=True,
-        ):
+        async for attempt in self._retrying():
             with attempt:
                 # Looked up on every attempt: a reconnect replaces the channel.
                 exchange = self._default_exchange if direct else self._exchange

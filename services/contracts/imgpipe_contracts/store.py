@@ -3,7 +3,7 @@ aggregates its outcomes). Document shapes are described here once; both services
 through these helpers.
 
 - `requests`: one document per upload, `_id` = request id; counters `processed` / `failed`.
-- `products`: the seed's table, one document per CSV row, `_id` = `<request>:<row>`; the
+- `products`: the seed's table, one document per CSV row, `_id` = `<request>:<row, 7 digits>`; the
   `input_image_urls` / `output_image_urls` arrays keep the CSV's order (a failed image leaves
   `None` at its position and its reason at the same position of `errors`).
 - `images`: one outcome fact per image, `_id` = `<request>:<row>:<position>`. Inserting it is
@@ -24,7 +24,14 @@ DUPLICATE_KEY = 11000
 
 
 def product_id(request_id: str, row_index: int) -> str:
-    return f"{request_id}:{row_index}"
+    # Zero-padded, so the primary key orders a request's rows as in the file: the products
+    # need no secondary index (which would cost SecantusDB about 3x per inserted row).
+    return f"{request_id}:{row_index:07d}"
+
+
+def products_of(request_id: str) -> dict[str, Any]:
+    """A filter for a request's products, served by the `_id` index (";" sorts after ":")."""
+    return {"_id": {"$gt": f"{request_id}:", "$lt": f"{request_id};"}}
 
 
 def request_document(
@@ -71,9 +78,6 @@ async def ensure_indexes(db: Any, wait_seconds: float = 60.0) -> None:
         stop=stop_after_delay(wait_seconds), wait=wait_exponential(max=5), reraise=True
     ):
         with attempt:
-            await db[PRODUCTS].create_index(
-                [("request_id", 1), ("row_index", 1)], unique=True, name="request_rows"
-            )
             await db[IMAGES].create_index(
                 [("request_id", 1), ("outcome", 1), ("row_index", 1), ("position", 1)],
                 name="request_outcomes_in_order",

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from imgpipe_contracts import store
 from imgpipe_ingest.csv_format import ProductRow
-
-_CHUNK = 1000
 
 
 class RequestRepository:
@@ -31,21 +28,23 @@ class RequestRepository:
         await store.ensure_indexes(self._db)
 
     async def add_request(
-        self,
-        request_id: str,
-        rows: Sequence[ProductRow],
-        webhook_url: str | None,
-        now: datetime,
+        self, request_id: str, rows: int, images: int, webhook_url: str | None, now: datetime
     ) -> None:
-        total = sum(len(row.urls) for row in rows)
-        doc = store.request_document(request_id, len(rows), total, webhook_url, now)
+        doc = store.request_document(request_id, rows, images, webhook_url, now)
         await self._db[store.REQUESTS].insert_one(doc)
-        products = (
-            store.product_document(request_id, i, r.serial_number, r.product_name, list(r.urls))
-            for i, r in enumerate(rows)
+
+    async def add_products(
+        self, request_id: str, first_row: int, rows: Sequence[ProductRow]
+    ) -> None:
+        await self._db[store.PRODUCTS].insert_many(
+            [
+                store.product_document(
+                    request_id, first_row + i, r.serial_number, r.product_name, list(r.urls)
+                )
+                for i, r in enumerate(rows)
+            ],
+            ordered=False,
         )
-        while chunk := list(islice(products, _CHUNK)):
-            await self._db[store.PRODUCTS].insert_many(chunk, ordered=False)
 
     async def mark_failed(self, request_id: str, reason: str, now: datetime) -> None:
         await self._db[store.REQUESTS].update_one(

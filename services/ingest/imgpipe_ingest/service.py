@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
@@ -18,6 +20,9 @@ from imgpipe_ingest.repository import RequestRepository
 log = logging.getLogger(__name__)
 
 
+CHUNK_ROWS = 1000
+
+
 class QueueingFailed(Exception):
     """The request could not be recorded or queued; nothing will be processed."""
 
@@ -26,12 +31,14 @@ def status_url(public_base_url: str, request_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/status/{request_id}"
 
 
-def image_jobs(request_id: str, rows: Sequence[ProductRow]) -> Iterator[ImageRequested]:
-    for row_index, row in enumerate(rows):
+def image_jobs(
+    request_id: str, rows: Sequence[ProductRow], first_row: int = 0
+) -> Iterator[ImageRequested]:
+    for offset, row in enumerate(rows):
         for position, url in enumerate(row.urls):
             yield ImageRequested(
                 request_id=request_id,
-                row_index=row_index,
+                row_index=first_row + offset,
                 position=position,
                 serial_number=row.serial_number,
                 product_name=row.product_name,
@@ -50,31 +57,46 @@ async def accept_upload(
     """Record the request and queue its images; return the new request id.
 
     Returns only once the broker has confirmed every message, so a 202 means the work is
-    durably queued.
+    durably queued. Rows go in chunks: a chunk's jobs are published once its products exist
+    (the status service fills them in), while the next chunk's products are being written.
     """
     request_id = uuid.uuid4().hex
     REQUEST_ID.set(request_id)
     now = datetime.now(UTC)
+    images = sum(len(r.urls) for r in rows)
     try:
-        await repository.add_request(request_id, rows, webhook_url, now)
+        await repository.add_request(request_id, len(rows), images, webhook_url, now)
     except Exception as exc:
-        await _mark_failed(repository, request_id, f"could not record the request: {exc}", now)
         raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
+    publishing: asyncio.Task[None] | None = None
     try:
-        await broker.publish_many(image_jobs(request_id, rows))
+        for first in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[first : first + CHUNK_ROWS]
+            await repository.add_products(request_id, first, chunk)
+            if publishing is not None:
+                await publishing
+            publishing = asyncio.create_task(
+                broker.publish_many(image_jobs(request_id, chunk, first))
+            )
+        if publishing is not None:
+            await publishing
         await broker.publish(
             RequestAccepted(
                 request_id=request_id,
                 rows=len(rows),
-                images=sum(len(r.urls) for r in rows),
+                images=images,
                 webhook_url=webhook_url,
                 status_url=status_url(public_base_url, request_id),
             )
         )
     except Exception as exc:
         log.exception("queueing request %s failed", request_id)
+        if publishing is not None and not publishing.done():
+            publishing.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await publishing
         await _mark_failed(repository, request_id, f"could not queue the images: {exc}", now)
-        raise QueueingFailed(f"the message broker did not accept the work: {exc}") from exc
+        raise QueueingFailed(f"the work could not be recorded and queued: {exc}") from exc
     return request_id
 
 

@@ -1,5 +1,5 @@
 """MongoDB access for the status service. Every query here is served by an index
-(`_id`, `products.request_rows`, `images.request_outcomes`, `requests.outbox_pending`)."""
+(`_id`, `images.request_outcomes_in_order`, `requests.outbox_pending`, `requests.newest_first`)."""
 
 from __future__ import annotations
 
@@ -213,12 +213,12 @@ class StatusRepository:
         return [doc async for doc in cursor]
 
     async def products_in_order(self, request_id: str) -> list[Document]:
-        cursor = self._db[store.PRODUCTS].find({"request_id": request_id}).sort("row_index", 1)
+        cursor = self._db[store.PRODUCTS].find(store.products_of(request_id)).sort("_id", 1)
         return [doc async for doc in cursor]
 
     async def mark_products_processed(self, request_id: str) -> None:
         await self._db[store.PRODUCTS].update_many(
-            {"request_id": request_id, "processed": False}, {"$set": {"processed": True}}
+            store.products_of(request_id) | {"processed": False}, {"$set": {"processed": True}}
         )
 
     async def claim_completion(self, request_id: str, changes: Document) -> bool:

@@ -1,0 +1,195 @@
+"""`python -m bench [--quick]`: every figure of the benchmark in one run (see README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import time
+import traceback
+from collections.abc import Awaitable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import PIL
+
+from bench import corpus, local, pipeline, procstats, report
+from bench.config import Config, load
+from bench.origin import Origin
+from bench.system import System, running_system, webhook_receiver
+
+T = TypeVar("T")
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+async def attempt(results: dict[str, Any], key: str, work: Awaitable[T]) -> T | None:
+    """Run one measurement; a failure is recorded and the others still run."""
+    try:
+        value = await work
+    except Exception as exc:
+        traceback.print_exc()
+        results.setdefault("errors", {})[key] = repr(exc)
+        return None
+    results[key] = value
+    return value
+
+
+def urls_for(origin: Origin, items: list[corpus.Item], count: int, tag: str) -> list[str]:
+    """`count` distinct URLs cycling through the corpus (the query makes each one unique)."""
+    return [origin.url(items[n % len(items)].name, f"{tag}-{n}") for n in range(count)]
+
+
+async def system_runs(
+    config: Config, origin: Origin, items: list[corpus.Item], results: dict[str, Any], log_dir: Path
+) -> None:
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with (
+        running_system(config.rabbitmq_url, log_dir) as system,
+        webhook_receiver() as receiver,
+        aiohttp.ClientSession(timeout=timeout) as session,
+    ):
+        say(
+            f"system up (broker prefix {system.env['BROKER_PREFIX']}, "
+            f"SecantusDB {system.database.url})"
+        )
+        if origin.process is not None:
+            system.watch["origin"] = [origin.process.pid]
+        say(f"7. one image at a time to its webhook, {config.one_image_runs} runs")
+        singles = urls_for(origin, items, config.one_image_runs, "one")
+        await attempt(results, "one_image", pipeline.one_image(session, system, receiver, singles))
+
+        say(f"2+6. pipeline: {config.images} images, {config.pollers} status pollers")
+        urls = urls_for(origin, items, config.images, "run2")
+        run = await attempt(
+            results,
+            "pipeline",
+            pipeline.batch(session, system, urls, config.pollers, config.poll_interval),
+        )
+        _show_batch(run)
+        _clear_images(system)
+
+        say(f"4. pipeline: {config.latency_images} images, {config.latency_ms:g} ms latency")
+        origin.set_latency(config.latency_ms)
+        urls = urls_for(origin, items, config.latency_images, "run4")
+        run = await attempt(
+            results, "pipeline_latency", pipeline.batch(session, system, urls, 1, 0.25)
+        )
+        origin.set_latency(0)
+        _show_batch(run)
+        _clear_images(system)
+
+        say(f"5. ingest: {config.ingest_rows} rows (processor stopped; jobs wait in the queue)")
+        urls = urls_for(origin, items, config.ingest_rows, "ingest")
+        run = await attempt(results, "ingest", pipeline.ingest(session, system, urls))
+        if run:
+            say(f"   {run['rows_per_s']:,.0f} rows/s, peak RSS {run['peak_rss_mb']:.0f} MB")
+            print(report.cpu_table(run["cpu"], run["rows"]), flush=True)
+        say("stopping the system, deleting its queues, database and files")
+
+
+def _show_batch(run: dict[str, Any] | None) -> None:
+    if run:
+        say(
+            f"   {run['status']} in {run['seconds']:.1f}s: {run['images_per_s']:.1f} img/s "
+            f"({run['processed']} processed, {run['failed']} failed)"
+        )
+        print(report.cpu_table(run["cpu"], run["images"]), flush=True)
+
+
+def _clear_images(system: System) -> None:
+    shutil.rmtree(system.data_dir / "images", ignore_errors=True)
+
+
+async def main_async(config: Config) -> int:
+    # SIGTERM (and Ctrl-C, through asyncio.run) cancel the run; every `finally` still cleans up.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = config.results / f"bench-{stamp}"
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pillow": PIL.__version__,
+            "platform": platform.platform(),
+        },
+    }
+    say(f"bench{' --quick' if config.quick else ''}: results in {out}")
+    busy = await asyncio.to_thread(procstats.machine_busy)
+    results["machine"]["busy_before_percent"] = round(busy, 1)
+    if busy > 15:
+        say(f"WARNING: the machine is already {busy:.0f}% busy; the figures will be low")
+    items = await asyncio.to_thread(corpus.build, config.corpus, config.seed, config.results)
+    results["corpus"] = corpus.summary(items)
+    say(
+        f"corpus: {results['corpus']['images']} photos, "
+        f"{results['corpus']['megapixels_min']}-{results['corpus']['megapixels_max']} MP, "
+        f"mean {results['corpus']['megapixels_mean']} MP"
+    )
+    origin = Origin(items[0].path.parent, log_dir / "origin.log")
+    origin.start()
+    try:
+        say(f"1. codec limit: {config.codec_images} images, {os.cpu_count()} processes")
+        codec_items = [
+            items[n % len(items)] for n in range(min(config.images, config.codec_images))
+        ]
+        await attempt(results, "codec", asyncio.to_thread(local.codec_limit, codec_items))
+        say(f"3. naive sequential: {config.naive_images} images")
+        urls = urls_for(origin, items, config.naive_images, "naive")
+        await attempt(results, "naive", asyncio.to_thread(local.naive, urls))
+        say(
+            f"3. naive sequential: {config.naive_latency_images} images, "
+            f"{config.latency_ms:g} ms latency"
+        )
+        origin.set_latency(config.latency_ms)
+        urls = urls_for(origin, items, config.naive_latency_images, "naive-latency")
+        await attempt(results, "naive_latency", asyncio.to_thread(local.naive, urls))
+        origin.set_latency(0)
+        await system_runs(config, origin, items, results, log_dir)
+    finally:
+        origin.stop()
+    results["total_seconds"] = time.perf_counter() - started
+    rows = report.rows(results)
+    report.write(out, results, rows)
+    print("\n" + report.table(rows) + "\n", flush=True)
+    for key in ("pipeline", "pipeline_latency", "ingest"):
+        other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
+        if other and other["cpu_percent"] > 10:
+            print(f"note: other processes used {other['cpu_percent']:.0f}% CPU during {key}")
+    for key, error in results.get("errors", {}).items():
+        print(f"run {key} failed: {error}")
+    say(f"done in {results['total_seconds']:.0f}s; {out / 'results.json'}, {out / 'chart.png'}")
+    return 1 if results.get("errors") else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small smoke run (about a minute); BENCH_* variables still apply",
+    )
+    args = parser.parse_args()
+    try:
+        code = asyncio.run(main_async(load(args.quick)))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("bench interrupted; what it started has been stopped and removed", flush=True)
+        code = 130
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

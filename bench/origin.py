@@ -1,0 +1,100 @@
+"""The image origin: a separate process serving the corpus over HTTP (aiohttp.web).
+
+`GET /img/<name>` (any query string) answers the file, after the configured latency;
+`POST /_control?latency_ms=N` changes the latency; `GET /_control` reports it and the count.
+It runs in its own process so that serving images never competes with the bench's own
+timing loops for one interpreter's GIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from aiohttp import web
+
+from bench.config import REPO
+from imgpipe_dev.infra import free_port, port_open, wait_until
+
+# Plain blocking HTTP (the naive baseline uses it too); never through an environment proxy.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def make_app(root: Path) -> web.Application:
+    names = {p.name for p in root.glob("*.jpg")}
+    state = {"latency": 0.0, "served": 0}
+
+    async def image(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in names:
+            raise web.HTTPNotFound()
+        if state["latency"]:
+            await asyncio.sleep(state["latency"])
+        state["served"] += 1
+        return web.FileResponse(root / name, headers={"Content-Type": "image/jpeg"})
+
+    async def control(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            state["latency"] = float(request.query.get("latency_ms", "0")) / 1000
+        return web.json_response(state)
+
+    app = web.Application()
+    app.router.add_get("/img/{name}", image)
+    app.router.add_route("*", "/_control", control)
+    return app
+
+
+class Origin:
+    """Handle on the origin process, started by `start()` and ended by `stop()`."""
+
+    def __init__(self, root: Path, log_path: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.origin", str(self.root), str(self.port)],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(lambda: port_open("127.0.0.1", self.port), 30, "the image origin")
+
+    def url(self, name: str, tag: str) -> str:
+        return f"{self.base_url}/img/{name}?r={tag}"
+
+    def set_latency(self, ms: float) -> None:
+        request = urllib.request.Request(f"{self.base_url}/_control?latency_ms={ms}", method="POST")
+        with HTTP.open(request, timeout=5) as response:
+            json.load(response)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="serve the bench corpus")
+    parser.add_argument("root", type=Path)
+    parser.add_argument("port", type=int)
+    args = parser.parse_args()
+    web.run_app(make_app(args.root), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The results table (with the targets marked PASS/FAIL), results.json and chart.png."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    value: float | None
+    unit: str
+    target: str = ""
+    ok: bool | None = None  # None: no target
+
+    def cells(self) -> tuple[str, str, str, str]:
+        value = "n/a" if self.value is None else f"{self.value:,.{_digits(self.value)}f}"
+        mark = "" if self.ok is None else ("PASS" if self.ok else "FAIL")
+        return self.figure, f"{value} {self.unit}".strip(), self.target, mark
+
+
+def _digits(value: float) -> int:
+    return 0 if abs(value) >= 1000 else 1 if abs(value) >= 10 else 2
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    """Every figure, in run order; targets from the issue."""
+    codec, naive, naive_lat = r.get("codec"), r.get("naive"), r.get("naive_latency")
+    pipe, pipe_lat = r.get("pipeline"), r.get("pipeline_latency")
+    ingest, one = r.get("ingest"), r.get("one_image")
+    ms = r["config"]["latency_ms"]
+
+    def get(d: dict[str, Any] | None, key: str) -> float | None:
+        return None if d is None else d.get(key)
+
+    codec_rate = get(codec, "images_per_s")
+    pipe_rate, lat_rate = get(pipe, "images_per_s"), get(pipe_lat, "images_per_s")
+    naive_lat_rate = get(naive_lat, "images_per_s")
+    out = [
+        Row(f"1. codec limit ({get(codec, 'workers')} procs, no I/O)", codec_rate, "img/s"),
+        Row("1. codec limit", get(codec, "megapixels_per_s"), "MP/s"),
+        Row("2. pipeline, no latency", pipe_rate, "img/s"),
+        Row("2. pipeline, steady 10-90%", get(pipe, "steady_images_per_s"), "img/s"),
+        Row("2. pipeline / codec limit", _ratio(pipe_rate, codec_rate), "x", ">= 0.70"),
+        Row("2. batch upload -> 202", get(pipe, "upload_s"), "s"),
+        Row("2. last outcome -> Completed seen", get(pipe, "completion_tail_s"), "s"),
+        Row("3. naive sequential, no latency", get(naive, "images_per_s"), "img/s"),
+        Row("3. pipeline / naive, no latency", _ratio(pipe_rate, get(naive, "images_per_s")), "x"),
+        Row(f"3. naive sequential, {ms:g} ms latency", naive_lat_rate, "img/s"),
+        Row(f"4. pipeline, {ms:g} ms latency", lat_rate, "img/s"),
+        Row(f"4. pipeline {ms:g} ms / codec limit", _ratio(lat_rate, codec_rate), "x", ">= 0.65"),
+        Row(f"4. pipeline / naive, both {ms:g} ms", _ratio(lat_rate, naive_lat_rate), "x", ">= 10"),
+        Row("5. ingest accepted+published", get(ingest, "rows_per_s"), "rows/s", ">= 20,000"),
+        Row("5. ingest peak RSS (VmHWM)", get(ingest, "peak_rss_mb"), "MB", "< 200"),
+        Row("6. GET /status p50 under load", get(pipe, "status_p50_ms"), "ms"),
+        Row("6. GET /status p99 under load", get(pipe, "status_p99_ms"), "ms", "< 25"),
+        Row("6. GET /status p99, 1 poller (run 4)", get(pipe_lat, "status_p99_ms"), "ms"),
+        Row("7. one image, 202 -> webhook p50", get(one, "p50_ms"), "ms", "< 300"),
+    ]
+    checks = {
+        "2. pipeline / codec limit": lambda v: v >= 0.70,
+        f"4. pipeline {ms:g} ms / codec limit": lambda v: v >= 0.65,
+        f"4. pipeline / naive, both {ms:g} ms": lambda v: v >= 10,
+        "5. ingest accepted+published": lambda v: v >= 20_000,
+        "5. ingest peak RSS (VmHWM)": lambda v: v < 200,
+        "6. GET /status p99 under load": lambda v: v < 25,
+        "7. one image, 202 -> webhook p50": lambda v: v < 300,
+    }
+    return [
+        Row(row.figure, row.value, row.unit, row.target, checks[row.figure](row.value))
+        if row.figure in checks and row.value is not None
+        else Row(row.figure, row.value, row.unit, row.target, False if row.target else None)
+        for row in out
+    ]
+
+
+def table(table_rows: list[Row]) -> str:
+    header = ("figure", "value", "target", "")
+    cells = [header, *(row.cells() for row in table_rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(4)).rstrip() for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cpu_table(cpu: dict[str, dict[str, float]], items: int) -> str:
+    """CPU per process group during a run; `items` images or rows give the cost of each."""
+    lines = [f"    {'process':<20}{'CPU %':>7}{'CPU s':>8}{'ms/item':>9}{'peak RSS MB':>13}"]
+    for name, c in sorted(cpu.items(), key=lambda kv: (kv[0][0] == "(", -kv[1]["cpu_percent"])):
+        pct, seconds, rss = c["cpu_percent"], c["cpu_seconds"], c["peak_rss_mb"]
+        each = "" if name[0] == "(" else f"{1000 * seconds / items:.2f}"
+        rss_text = "" if name[0] == "(" else f"{rss:.0f}"
+        lines.append(f"    {name:<20}{pct:>7.1f}{seconds:>8.1f}{each:>9}{rss_text:>13}")
+    return "\n".join(lines)
+
+
+def write(directory: Path, results: dict[str, Any], table_rows: list[Row]) -> None:
+    results["table"] = [
+        {"figure": r.figure, "value": r.value, "unit": r.unit, "target": r.target, "pass": r.ok}
+        for r in table_rows
+    ]
+    (directory / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    text = table(table_rows) + "\n"
+    for key, count in (("pipeline", "images"), ("pipeline_latency", "images"), ("ingest", "rows")):
+        if run := results.get(key):
+            text += f"\nCPU during {key}:\n{cpu_table(run['cpu'], run[count])}\n"
+    (directory / "table.txt").write_text(text)
+    chart(directory / "chart.png", results)
+
+
+def chart(path: Path, results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    longest = 0.0
+    ms = results["config"]["latency_ms"]
+    for key, label in (
+        ("pipeline", "pipeline, no latency"),
+        ("pipeline_latency", f"pipeline, {ms:g} ms origin latency"),
+    ):
+        run = results.get(key)
+        if run and run.get("timeline"):
+            ts, done = zip(*run["timeline"], strict=True)
+            ax.plot(ts, done, label=f"{label} ({run['images_per_s']:.1f} img/s)")
+            longest = max(longest, ts[-1])
+    codec = results.get("codec")
+    if codec and longest:
+        rate = codec["images_per_s"]
+        ax.plot(
+            [0, longest], [0, rate * longest], "k--", lw=1, label=f"codec limit ({rate:.1f} img/s)"
+        )
+        ax.set_ylim(0, max(results["config"]["images"], results["config"]["latency_images"]) * 1.05)
+    ax.set_xlabel("seconds since upload started")
+    ax.set_ylabel("images with an outcome")
+    ax.set_title("imgpipe throughput (from GET /status polls)")
+    ax.grid(alpha=0.3)
+    if longest:
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
