@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -177,16 +178,7 @@ class Consumer:
                 delay = min((d for d in delays if d >= hint), default=max(delays))
             target, next_attempt = topology.retry_queue(self._spec, delay), attempt + 1
             log.warning("retrying message from %s (attempt %d): %r", self._spec.base, attempt, exc)
-        headers = dict(message.headers or {})
-        headers |= {ATTEMPT_HEADER: next_attempt, ERROR_HEADER: str(exc)[:500]}
-        copy = aio_pika.Message(
-            message.body,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type or message.routing_key,
-            headers=headers,
-        )
+        copy = copy_message(message, {ATTEMPT_HEADER: next_attempt, ERROR_HEADER: str(exc)[:500]})
         try:
             await self._send_to_queue(target, copy)
         except Exception:
@@ -198,6 +190,19 @@ class Consumer:
         moved = metrics.MESSAGES_DEAD_LETTERED if dead_letter else metrics.MESSAGES_RETRIED
         moved.labels(self._spec.base).inc()
         await _ack(message)
+
+
+def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """A persistent copy to publish elsewhere; the event type travels in `type`, because
+    dead-lettering through a retry queue replaces the routing key with the queue's name."""
+    return aio_pika.Message(
+        message.body,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type or message.routing_key,
+        headers=dict(message.headers or {}) | headers,
+    )
 
 
 async def _ack(message: AbstractIncomingMessage) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aio_pika
 from aio_pika.abc import AbstractChannel
 
-from imgpipe_contracts.messaging import ATTEMPT_HEADER, ERROR_HEADER
+from imgpipe_contracts.consumer import ATTEMPT_HEADER, ERROR_HEADER, copy_message
 from imgpipe_contracts.topology import ALL_QUEUES, QueueSpec, Topology
 
 REPLAYED_HEADER = "x-imgpipe-replayed"
@@ -76,21 +75,10 @@ async def replay(
         message = await queue.get(no_ack=False, fail=False)
         if message is None:
             break
-        headers = dict(message.headers or {})
-        replayed = headers.get(REPLAYED_HEADER)
-        headers |= {
-            ATTEMPT_HEADER: 1,
-            REPLAYED_HEADER: (replayed if isinstance(replayed, int) else 0) + 1,
-        }
+        replayed = (message.headers or {}).get(REPLAYED_HEADER)
+        count = (replayed if isinstance(replayed, int) else 0) + 1
         await channel.default_exchange.publish(
-            aio_pika.Message(
-                message.body,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=message.message_id,
-                type=message.type or message.routing_key,
-                headers=headers,
-            ),
+            copy_message(message, {ATTEMPT_HEADER: 1, REPLAYED_HEADER: count}),
             routing_key=topology.queue(spec),
             mandatory=True,
             timeout=10,

@@ -190,19 +190,16 @@ class StatusRepository:
 
     async def failures(self, request_id: str, limit: int) -> list[Document]:
         """The first `limit` failed images, in file order."""
-        cursor = (
-            self._db[store.IMAGES]
-            .find({"request_id": request_id, "outcome": "failed"})
-            .sort([("row_index", 1), ("position", 1)])
-            .limit(limit)
-        )
-        return [doc async for doc in cursor]
+        return await self._images(request_id, "failed", limit)
 
     async def processed_images(self, request_id: str, limit: int) -> list[Document]:
         """The first `limit` processed images, in file order."""
+        return await self._images(request_id, "processed", limit)
+
+    async def _images(self, request_id: str, outcome: str, limit: int) -> list[Document]:
         cursor = (
             self._db[store.IMAGES]
-            .find({"request_id": request_id, "outcome": "processed"})
+            .find({"request_id": request_id, "outcome": outcome})
             .sort([("row_index", 1), ("position", 1)])
             .limit(limit)
         )
