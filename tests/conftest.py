@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
+from aiohttp import web
 from pymongo import AsyncMongoClient
 
 from imgpipe_contracts.settings import BrokerSettings
@@ -73,6 +74,18 @@ def mongodb_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, port: int, host: str = "127.0.0.1") -> AsyncIterator[None]:
+    """Run a test's own HTTP server (an image origin, a webhook receiver) while in the block."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

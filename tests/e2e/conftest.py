@@ -16,7 +16,7 @@ from aiohttp import web
 
 from imgpipe_dev.infra import free_port
 from imgpipe_dev.stack import Stack
-from tests.conftest import SAMPLE_IMAGES, Namespace
+from tests.conftest import SAMPLE_IMAGES, Namespace, serving
 
 WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWltZ3BpcGUtZTJlLXRlc3Rz"
 
@@ -101,11 +101,8 @@ async def origin() -> AsyncIterator[Origin]:
     app = web.Application()
     app.router.add_get("/{folder:.*}/{name}", image)
     app.router.add_get("/{name}", image)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield served
-    await runner.cleanup()
+    async with serving(app, port):
+        yield served
 
 
 @dataclass
@@ -132,11 +129,8 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield receiver
-    await runner.cleanup()
+    async with serving(app, port):
+        yield receiver
 
 
 @dataclass

@@ -21,7 +21,7 @@ from aiohttp import web
 from PIL import Image
 
 from imgpipe_dev.infra import free_port
-from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace
+from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace, serving
 from tests.e2e.conftest import RunningStack, stack_running
 from tests.e2e.test_pipeline import upload, wait_for_final_status
 
@@ -52,11 +52,8 @@ async def internal_service() -> AsyncIterator[tuple[int, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", anything)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield port, log
-    await runner.cleanup()
+    async with serving(app, port):
+        yield port, log
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +102,8 @@ async def hostile_origin(internal_service: tuple[int, list[str]]) -> AsyncIterat
 
     app = web.Application()
     app.add_routes(routes)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, ORIGIN_HOST, port).start()
-    yield f"http://{ORIGIN_HOST}:{port}"
-    await runner.cleanup()
+    async with serving(app, port, ORIGIN_HOST):
+        yield f"http://{ORIGIN_HOST}:{port}"
 
 
 @pytest.fixture(scope="module")

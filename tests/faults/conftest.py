@@ -23,7 +23,7 @@ from PIL import Image
 
 from imgpipe_dev.infra import SecantusServer, free_port
 from imgpipe_dev.stack import Stack
-from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace
+from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace, serving
 from tests.faults.rabbit import PrivateRabbit
 
 WEBHOOK_SECRET = "whsec_" + "ZmF1bHQtdGVzdHMtc2VjcmV0LWZvci1pbWdwaXBl"
@@ -69,11 +69,8 @@ async def origin() -> AsyncIterator[Origin]:
 
     app = web.Application()
     app.router.add_get("/{kind}/{name}.jpg", image)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield served
-    await runner.cleanup()
+    async with serving(app, port):
+        yield served
 
 
 @dataclass
@@ -119,11 +116,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/{path}", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield got
-    await runner.cleanup()
+    async with serving(app, port):
+        yield got
 
 
 @dataclass
