@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,13 +186,19 @@ async def post(http: aiohttp.ClientSession, url: str, data: Any, **kwargs: Any) 
         return response.status, raw.decode(errors="replace")
 
 
-async def assert_nothing_recorded(
+@pytest.fixture
+def assert_nothing_recorded(
     channel: aio_pika.abc.AbstractChannel, work_queue: str, mongo: Mongo, ns: Namespace
-) -> None:
-    assert await depth(channel, work_queue) == 0
-    db = mongo[ns.database]
-    assert await db[store.REQUESTS].count_documents({}) == 0
-    assert await db[store.PRODUCTS].count_documents({}) == 0
+) -> Callable[[], Awaitable[None]]:
+    """Checks that nothing was queued and no request or product was stored."""
+
+    async def check() -> None:
+        assert await depth(channel, work_queue) == 0
+        db = mongo[ns.database]
+        assert await db[store.REQUESTS].count_documents({}) == 0
+        assert await db[store.PRODUCTS].count_documents({}) == 0
+
+    return check
 
 
 # --- accepted uploads -------------------------------------------------------------------------
@@ -319,10 +325,7 @@ async def test_a_chunked_upload_under_the_cap_is_accepted(
 async def test_a_wrong_header_is_rejected_naming_line_1(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     data = b"Serial,Name,Urls\r\n1,SKU1,https://example.com/a.jpg\r\n"
 
@@ -340,16 +343,13 @@ async def test_a_wrong_header_is_rejected_naming_line_1(
         ],
         "truncated": False,
     }
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 async def test_every_bad_row_is_reported_with_its_line(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     data = (
         HEADER
@@ -372,16 +372,13 @@ async def test_every_bad_row_is_reported_with_its_line(
         ],
         "truncated": False,
     }
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 async def test_at_most_50_problems_are_listed_and_the_rest_is_flagged(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     # 30 rows with two problems each: 60 problems, of which the first 50 are listed.
     rows = "".join(f"x{i},SKU{i},ftp://example.com/{i}.jpg\n" for i in range(1, 31))
@@ -394,16 +391,13 @@ async def test_at_most_50_problems_are_listed_and_the_rest_is_flagged(
     assert len(body["problems"]) == 50
     assert [p["line"] for p in body["problems"][:4]] == [2, 2, 3, 3]
     assert body["problems"][-1]["line"] == 26
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 async def test_more_rows_than_max_rows_are_rejected(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     rows = "".join(f"{i},SKU{i},https://example.com/{i}.jpg\n" for i in range(1, MAX_ROWS + 2))
     data = (HEADER + rows).encode()
@@ -414,16 +408,13 @@ async def test_more_rows_than_max_rows_are_rejected(
     assert body["problems"] == [
         {"line": MAX_ROWS + 2, "message": f"more than {MAX_ROWS} product rows; split the file"}
     ]
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 async def test_non_utf8_bytes_are_415(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     data = HEADER.encode() + "1,Café,https://example.com/a.jpg\r\n".encode("latin-1")
 
@@ -434,16 +425,13 @@ async def test_non_utf8_bytes_are_415(
     assert problem["line"] is None
     assert "not UTF-8" in problem["message"]
     assert body["detail"] == "the upload was rejected (1 problem); fix it and upload again"
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 async def test_binary_data_is_415(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     data = HEADER.encode() + b"1,SKU\x001,https://example.com/a.jpg\r\n"
 
@@ -456,7 +444,7 @@ async def test_binary_data_is_415(
             "message": "the file contains binary data (NUL bytes); upload a CSV text file",
         }
     ]
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 @pytest.mark.parametrize(
@@ -471,12 +459,9 @@ async def test_binary_data_is_415(
 async def test_a_file_without_rows_is_422(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
     data: bytes,
     message: str,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     status, body = await post(http, f"{ingest_url}/upload/", csv_form(data))
 
@@ -486,7 +471,7 @@ async def test_a_file_without_rows_is_422(
         "problems": [{"line": None, "message": message}],
         "truncated": False,
     }
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 # --- the size cap -----------------------------------------------------------------------------
@@ -497,10 +482,7 @@ TOO_LARGE = {"detail": f"the upload is larger than {MAX_UPLOAD_BYTES} bytes; spl
 async def test_a_declared_content_length_over_the_cap_is_413(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     payload = multipart_body(big_csv(MAX_UPLOAD_BYTES + 1000))
 
@@ -510,16 +492,13 @@ async def test_a_declared_content_length_over_the_cap_is_413(
         assert response.request_info.headers["Content-Length"] == str(len(payload))
         assert response.status == 413
         assert await response.json() == TOO_LARGE
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 async def test_a_chunked_body_over_the_cap_is_413(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     payload = multipart_body(big_csv(MAX_UPLOAD_BYTES + 1000))
 
@@ -530,7 +509,7 @@ async def test_a_chunked_body_over_the_cap_is_413(
         assert response.request_info.headers["Transfer-Encoding"] == "chunked"
         assert response.status == 413
         assert await response.json() == TOO_LARGE
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
@@ -567,10 +546,7 @@ async def test_the_cap_counts_every_byte_of_the_body(
 async def test_a_missing_file_field_is_a_validation_error(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     form = aiohttp.FormData(default_to_multipart=True)
     form.add_field("webhook_url", WEBHOOK_URL)
@@ -580,7 +556,7 @@ async def test_a_missing_file_field_is_a_validation_error(
     assert status == 422
     assert body["problems"] == [{"line": None, "message": "file: Field required"}]
     assert "multipart field 'file'" in body["detail"]
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 @pytest.mark.parametrize(
@@ -602,12 +578,9 @@ async def test_a_missing_file_field_is_a_validation_error(
 async def test_an_unusable_webhook_url_is_422(
     http: aiohttp.ClientSession,
     ingest_url: str,
-    channel: aio_pika.abc.AbstractChannel,
-    work_queue: str,
-    mongo: Mongo,
-    ns: Namespace,
     webhook_url: str,
     message: str,
+    assert_nothing_recorded: Callable[[], Awaitable[None]],
 ) -> None:
     status, body = await post(
         http, f"{ingest_url}/upload/", csv_form(SEED_CSV.encode(), webhook_url)
@@ -619,7 +592,7 @@ async def test_an_unusable_webhook_url_is_422(
         "problems": [{"line": None, "message": message}],
         "truncated": False,
     }
-    await assert_nothing_recorded(channel, work_queue, mongo, ns)
+    await assert_nothing_recorded()
 
 
 # --- health and the API description -----------------------------------------------------------

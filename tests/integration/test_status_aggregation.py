@@ -202,15 +202,10 @@ async def test_completion_is_claimed_once_when_two_consumers_race(
     assert await source.get(no_ack=True, fail=False) is None
 
 
-async def test_a_completion_whose_claimer_died_before_publishing_is_relayed_once(
-    ns: Namespace,
-    mongo: Mongo,
-    repository: StatusRepository,
-    broker: Broker,
-    channel: aio_pika.abc.AbstractChannel,
-    completions: str,
-) -> None:
-    request_id = await accepted_request(mongo, ns, [1])
+async def claimed_but_unpublished(
+    repository: StatusRepository, request_id: str, completed_at: datetime
+) -> RequestCompleted:
+    """A completion claimed at `completed_at` whose claimer died before publishing it."""
     event = RequestCompleted(
         request_id=request_id,
         status="Completed",
@@ -220,16 +215,27 @@ async def test_a_completion_whose_claimer_died_before_publishing_is_relayed_once
         output_csv_path="outputs/x.csv",
         output_csv_url="http://status.test/files/outputs/x.csv",
     )
-    long_ago = datetime.now(UTC) - timedelta(minutes=5)
-    claimed = await repository.claim_completion(
-        request_id,
-        {
-            "status": "Completed",
-            "completed_at": long_ago,
-            "completion_event": event.model_dump(mode="json"),
-        },
+    claim = {
+        "status": "Completed",
+        "completed_at": completed_at,
+        "completion_event": event.model_dump(mode="json"),
+    }
+    assert await repository.claim_completion(request_id, claim)
+    return event
+
+
+async def test_a_completion_whose_claimer_died_before_publishing_is_relayed_once(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    channel: aio_pika.abc.AbstractChannel,
+    completions: str,
+) -> None:
+    request_id = await accepted_request(mongo, ns, [1])
+    event = await claimed_but_unpublished(
+        repository, request_id, datetime.now(UTC) - timedelta(minutes=5)
     )
-    assert claimed
     assert await relay_pending_completions(repository=repository, broker=broker, grace=30) == 1
     assert await relay_pending_completions(repository=repository, broker=broker, grace=30) == 0
     [message] = await take(channel, completions, 1)
@@ -240,23 +246,7 @@ async def test_a_fresh_unpublished_completion_is_left_to_its_claimer(
     ns: Namespace, mongo: Mongo, repository: StatusRepository, broker: Broker
 ) -> None:
     request_id = await accepted_request(mongo, ns, [1])
-    event = RequestCompleted(
-        request_id=request_id,
-        status="Completed",
-        total=1,
-        processed=1,
-        failed=0,
-        output_csv_path="outputs/x.csv",
-        output_csv_url="http://status.test/files/outputs/x.csv",
-    )
-    await repository.claim_completion(
-        request_id,
-        {
-            "status": "Completed",
-            "completed_at": datetime.now(UTC),
-            "completion_event": event.model_dump(mode="json"),
-        },
-    )
+    await claimed_but_unpublished(repository, request_id, datetime.now(UTC))
     assert await relay_pending_completions(repository=repository, broker=broker, grace=30) == 0
 
 
