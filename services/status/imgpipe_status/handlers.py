@@ -87,7 +87,8 @@ async def complete_request(
         return
     key = output_csv_key(confirmed.request_id)
     products = await repository.products_in_order(confirmed.request_id)
-    await files.write(key, render_output_csv(products))
+    # Rendering a large request's CSV is CPU work; keep it off the loop (it serves the API too).
+    await files.write(key, await asyncio.to_thread(render_output_csv, products))
     await repository.mark_products_processed(confirmed.request_id)
     event = RequestCompleted(
         request_id=confirmed.request_id,
