@@ -49,7 +49,8 @@ test-faults: install broker
 lint: install
 	$(RUN) ruff check services deploy tests
 	$(RUN) ruff format --check services deploy tests
-	$(RUN) mypy services/contracts/imgpipe_contracts services/ingest/imgpipe_ingest \
+	$(RUN) mypy services/contracts/imgpipe_contracts services/runtime/imgpipe_runtime \
+		services/ingest/imgpipe_ingest \
 		services/processor/imgpipe_processor services/status/imgpipe_status \
 		services/notifier/imgpipe_notifier services/cli/imgpipe_cli deploy/devtools/imgpipe_dev
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import aio_pika
 from aiohttp import web
 
-from imgpipe_contracts.settings import BrokerSettings
-from imgpipe_contracts.topology import delete_topology
 from imgpipe_dev.infra import SecantusServer, ensure_rabbitmq, free_port
 from imgpipe_dev.stack import Stack
+from imgpipe_runtime.declare import delete_topology
+from imgpipe_runtime.settings import BrokerSettings
 
 
 @dataclass

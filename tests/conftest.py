@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 from pymongo import AsyncMongoClient
 
-from imgpipe_contracts.settings import BrokerSettings
-from imgpipe_contracts.topology import delete_topology
 from imgpipe_dev.infra import SecantusServer, free_port, mongodb_answers, port_open
+from imgpipe_runtime.declare import delete_topology
+from imgpipe_runtime.settings import BrokerSettings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGES = REPO / "demo" / "images"

@@ -162,3 +162,18 @@ async def test_metrics_count_what_the_status_reports(
     assert failed_delta == status["progress"]["failed"]
     rejected = [k for k in after["ingest"] if k[0] == "imgpipe_ingest_uploads_rejected_total"]
     assert not any(deltas(before, after, [("ingest", *k) for k in rejected]).values())
+
+
+async def test_each_service_exports_its_own_metrics_and_no_other_services(
+    running_stack: RunningStack,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        scraped = await scrape(session, running_stack)
+
+    for service, samples in scraped.items():
+        names = {name for name, _ in samples}
+        others = [f"imgpipe_{other}_" for other in scraped if other != service]
+        assert not [n for n in names if n.startswith(tuple(others))], service
+    # Unlabelled counters are exported from the start, so each service shows its own.
+    assert ("imgpipe_ingest_uploads_accepted_total", frozenset()) in scraped["ingest"]
+    assert ("imgpipe_processor_images_processed_total", frozenset()) in scraped["processor"]

@@ -12,9 +12,9 @@ import aiohttp
 from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook
 
-from imgpipe_contracts import store
-from imgpipe_contracts.deadletters import dead_letter_counts
+from imgpipe_contracts import documents
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
+from imgpipe_runtime.deadletters import dead_letter_counts
 from tests.faults.conftest import WEBHOOK_SECRET, Origin, Receiver, System
 
 
@@ -86,7 +86,7 @@ async def nothing_left_to_send(system: System, request_id: str) -> None:
     """No completion is waiting to be (re)published and the notifier has nothing queued, so
     no further webhook for this request can arrive."""
     async with AsyncMongoClient[dict[str, Any]](system.database.url) as client:
-        request = await client[system.ns.database][store.REQUESTS].find_one({"_id": request_id})
+        request = await client[system.ns.database][documents.REQUESTS].find_one({"_id": request_id})
     assert request is not None and "outbox_pending" not in request
     topology = system.ns.broker_settings().topology()
     names = [topology.queue(NOTIFIER_REQUEST_COMPLETED)] + [
@@ -125,8 +125,8 @@ async def assert_exact_result(
 
     async with AsyncMongoClient[dict[str, Any]](system.database.url) as client:
         db = client[system.ns.database]
-        facts = await db[store.IMAGES].count_documents({"request_id": request_id})
-        unprocessed = await db[store.PRODUCTS].count_documents(
+        facts = await db[documents.IMAGES].count_documents({"request_id": request_id})
+        unprocessed = await db[documents.PRODUCTS].count_documents(
             {"request_id": request_id, "processed": False}
         )
     assert (facts, unprocessed) == (total, 0)

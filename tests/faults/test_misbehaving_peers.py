@@ -15,7 +15,7 @@ import orjson
 from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook
 
-from imgpipe_contracts import store
+from imgpipe_contracts import documents
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
 from imgpipe_dev.infra import free_port
 from tests.faults.checks import (
@@ -52,7 +52,7 @@ async def test_a_flaky_origin_succeeds_after_retries_and_a_dead_one_fails_withou
     assert table[2][4] == f"{o}/down/b.jpg -> http_503: the server answered 503 Service Unavailable"
 
     async with AsyncMongoClient[dict[str, Any]](system.database.url) as client:
-        images = client[system.ns.database][store.IMAGES]
+        images = client[system.ns.database][documents.IMAGES]
         dead = await images.find_one({"_id": f"{request_id}:1:0"})
         others = [d async for d in images.find({"request_id": request_id, "row_index": {"$gt": 1}})]
     assert dead is not None

@@ -9,7 +9,7 @@ import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
-from imgpipe_contracts.messaging import Broker
+from imgpipe_runtime.broker import Broker
 from tests.conftest import Namespace, new_namespace
 
 

@@ -7,13 +7,13 @@ from typing import Any
 import aio_pika
 from pymongo import AsyncMongoClient
 
-from imgpipe_contracts import store
+from imgpipe_contracts import documents
 from imgpipe_contracts.events import ImageRequested
-from imgpipe_contracts.messaging import Broker
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
 from imgpipe_ingest.csv_format import ProductRow
 from imgpipe_ingest.repository import RequestRepository
 from imgpipe_ingest.service import CHUNK_ROWS, accept_upload
+from imgpipe_runtime.broker import Broker
 from tests.conftest import Namespace
 from tests.integration.amqp import take
 
@@ -35,14 +35,14 @@ async def test_every_row_of_a_multi_chunk_upload_is_recorded_and_queued_once(
         )
         for i in range(ROWS)
     ]
-    repository = RequestRepository(mongo, ns.database)
+    repository = RequestRepository(mongo[ns.database])
     request_id = await accept_upload(
         rows, None, repository=repository, broker=broker, public_base_url="http://s.test"
     )
 
     products = (
-        await mongo[ns.database][store.PRODUCTS]
-        .find(store.products_of(request_id))
+        await mongo[ns.database][documents.PRODUCTS]
+        .find(documents.products_of(request_id))
         .sort("_id", 1)
         .to_list()
     )

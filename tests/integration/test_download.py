@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from imgpipe_dev.infra import free_port
-from imgpipe_processor.fetch import DownloadFailed, FetchLimits, download, make_session
+from imgpipe_processor.fetch import DownloadFailed, FetchLimits, download, download_session
+from imgpipe_runtime.settings import NetworkSettings
 from tests.conftest import SAMPLE_IMAGES
 
 CAT = (SAMPLE_IMAGES / "cat.jpg").read_bytes()
@@ -143,8 +144,8 @@ def session(
     total_timeout: float = 5.0,
     per_host: int = 4,
 ) -> aiohttp.ClientSession:
-    return make_session(
-        allow_private=allow_private,
+    return download_session(
+        NetworkSettings(imgpipe_allow_private_networks=allow_private),
         connect_timeout=connect_timeout,
         total_timeout=total_timeout,
         per_host=per_host,

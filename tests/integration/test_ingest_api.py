@@ -20,7 +20,7 @@ import orjson
 import pytest
 from pymongo import AsyncMongoClient
 
-from imgpipe_contracts import store
+from imgpipe_contracts import documents
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED, Topology
 from imgpipe_dev.infra import free_port
 from imgpipe_dev.stack import Stack
@@ -98,8 +98,8 @@ async def clean_slate(
     queue = await channel.declare_queue(work_queue, passive=True)
     await queue.purge()
     db = mongo[ns.database]
-    await db[store.REQUESTS].delete_many({})
-    await db[store.PRODUCTS].delete_many({})
+    await db[documents.REQUESTS].delete_many({})
+    await db[documents.PRODUCTS].delete_many({})
 
 
 @pytest.fixture
@@ -195,8 +195,8 @@ def assert_nothing_recorded(
     async def check() -> None:
         assert await depth(channel, work_queue) == 0
         db = mongo[ns.database]
-        assert await db[store.REQUESTS].count_documents({}) == 0
-        assert await db[store.PRODUCTS].count_documents({}) == 0
+        assert await db[documents.REQUESTS].count_documents({}) == 0
+        assert await db[documents.PRODUCTS].count_documents({}) == 0
 
     return check
 
@@ -238,15 +238,17 @@ async def test_a_seed_csv_is_recorded_and_queued_with_one_job_per_image(
     ]
 
     db = mongo[ns.database]
-    request = await db[store.REQUESTS].find_one({"_id": request_id})
+    request = await db[documents.REQUESTS].find_one({"_id": request_id})
     assert request is not None
     assert request["status"] == "Pending"
     assert (request["rows"], request["total"]) == (2, 3)
     assert (request["processed"], request["failed"]) == (0, 0)
     assert request["webhook_url"] == WEBHOOK_URL
-    assert await db[store.REQUESTS].count_documents({}) == 1
+    assert await db[documents.REQUESTS].count_documents({}) == 1
 
-    products = await db[store.PRODUCTS].find({"request_id": request_id}).sort("row_index").to_list()
+    products = (
+        await db[documents.PRODUCTS].find({"request_id": request_id}).sort("row_index").to_list()
+    )
     assert [
         {
             k: p[k]
@@ -298,7 +300,7 @@ async def test_without_a_webhook_url_the_request_records_none(
 
     assert status == 202, body
     await wait_for_depth(channel, work_queue, 3)
-    request = await mongo[ns.database][store.REQUESTS].find_one({"_id": body["request_id"]})
+    request = await mongo[ns.database][documents.REQUESTS].find_one({"_id": body["request_id"]})
     assert request is not None
     assert request["webhook_url"] is None
 

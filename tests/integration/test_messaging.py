@@ -9,8 +9,10 @@ import aio_pika
 import pytest
 
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
-from imgpipe_contracts.messaging import ERROR_HEADER, Broker, Delivery, Reject, Unavailable
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
+from imgpipe_runtime.broker import Broker
+from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.retry import ERROR_HEADER, Reject, Unavailable
 from tests.integration.amqp import depth, take
 
 SPEC = PROCESSOR_IMAGE_REQUESTED

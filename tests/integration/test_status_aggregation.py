@@ -14,12 +14,15 @@ import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
-from imgpipe_contracts import store
+from imgpipe_contracts import documents
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, RequestCompleted
-from imgpipe_contracts.messaging import Broker, Delivery, Unavailable
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
+from imgpipe_runtime.broker import Broker
+from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.files import LocalFileStore
+from imgpipe_runtime.mongo import ensure_indexes
+from imgpipe_runtime.retry import Unavailable
 from imgpipe_status.handlers import (
-    OutputFiles,
     complete_request,
     handle_image_outcomes,
     relay_pending_completions,
@@ -33,14 +36,14 @@ Mongo = AsyncMongoClient[dict[str, Any]]
 
 @pytest.fixture
 async def repository(ns: Namespace, mongo: Mongo) -> StatusRepository:
-    repo = StatusRepository(mongo, ns.database)
-    await repo.ensure_indexes()
+    await ensure_indexes(mongo[ns.database])
+    repo = StatusRepository(mongo[ns.database])
     return repo
 
 
 @pytest.fixture
-def files(tmp_path: Path) -> OutputFiles:
-    return OutputFiles(tmp_path, "http://status.test")
+def files(tmp_path: Path) -> LocalFileStore:
+    return LocalFileStore(tmp_path, "http://status.test")
 
 
 async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int]) -> str:
@@ -48,12 +51,12 @@ async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int])
     request_id = uuid.uuid4().hex
     db = mongo[ns.database]
     now = datetime.now(UTC)
-    await db[store.REQUESTS].insert_one(
-        store.request_document(request_id, len(urls_per_row), sum(urls_per_row), None, now)
+    await db[documents.REQUESTS].insert_one(
+        documents.request_document(request_id, len(urls_per_row), sum(urls_per_row), None, now)
     )
-    await db[store.PRODUCTS].insert_many(
+    await db[documents.PRODUCTS].insert_many(
         [
-            store.product_document(
+            documents.product_document(
                 request_id,
                 row,
                 row + 1,
@@ -122,7 +125,7 @@ async def test_an_outcome_stored_but_not_counted_before_a_crash_is_counted_on_re
     now = datetime.now(UTC)
     await repository.record_outcomes([processed(request_id, 0, 0)], now)
     crashed = failed(request_id, 0, 1)
-    await mongo[ns.database][store.IMAGES].insert_one(outcome_document(crashed, now))
+    await mongo[ns.database][documents.IMAGES].insert_one(outcome_document(crashed, now))
     [progress] = await repository.record_outcomes([crashed, processed(request_id, 0, 2)], now)
     assert (progress.processed, progress.failed) == (2, 1)
 
@@ -132,7 +135,7 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
     mongo: Mongo,
     repository: StatusRepository,
     broker: Broker,
-    files: OutputFiles,
+    files: LocalFileStore,
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
 ) -> None:
@@ -168,7 +171,7 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
 
 
 async def test_a_request_whose_every_image_failed_is_failed(
-    ns: Namespace, mongo: Mongo, repository: StatusRepository, broker: Broker, files: OutputFiles
+    ns: Namespace, mongo: Mongo, repository: StatusRepository, broker: Broker, files: LocalFileStore
 ) -> None:
     request_id = await accepted_request(mongo, ns, [1, 1])
     batch = deliveries(failed(request_id, 0, 0), failed(request_id, 1, 0))
@@ -183,7 +186,7 @@ async def test_completion_is_claimed_once_when_two_consumers_race(
     mongo: Mongo,
     repository: StatusRepository,
     broker: Broker,
-    files: OutputFiles,
+    files: LocalFileStore,
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
 ) -> None:
@@ -251,12 +254,12 @@ async def test_a_fresh_unpublished_completion_is_left_to_its_claimer(
 
 
 async def test_outcomes_wait_for_an_unreachable_database_instead_of_failing(
-    broker: Broker, files: OutputFiles
+    broker: Broker, files: LocalFileStore
 ) -> None:
     unreachable: Mongo = AsyncMongoClient(
         "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200"
     )
-    repository = StatusRepository(unreachable, "nowhere")
+    repository = StatusRepository(unreachable["nowhere"])
     with pytest.raises(Unavailable):
         await handle_image_outcomes(
             deliveries(processed("0" * 32, 0, 0)),

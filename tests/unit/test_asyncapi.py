@@ -17,10 +17,10 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from imgpipe_contracts.consumer import ATTEMPT_HEADER
 from imgpipe_contracts.events import EVENT_TYPES, Event
 from imgpipe_contracts.topology import EVENTS_EXCHANGE
 from imgpipe_dev.asyncapi import DOCUMENT, EXAMPLES, main, render
+from imgpipe_runtime.retry import ATTEMPT_HEADER
 
 REGENERATE = "run `python -m imgpipe_dev.asyncapi` (`make asyncapi`) and commit docs/asyncapi.yaml"
 

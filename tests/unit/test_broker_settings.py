@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from imgpipe_contracts.settings import BrokerSettings
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED, PROCESSOR_IMAGE_REQUESTED
+from imgpipe_runtime.settings import BrokerSettings
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from imgpipe_contracts.store import product_document
+from imgpipe_contracts.documents import product_document
 from imgpipe_ingest.csv_format import (
     HEADER,
     CsvLimits,

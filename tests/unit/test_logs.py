@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from imgpipe_contracts.logs import REQUEST_ID, JsonFormatter, TextFormatter, _Context, redact
+from imgpipe_runtime.logs import REQUEST_ID, JsonFormatter, TextFormatter, _Context, redact
 
 
 def record(message: str) -> logging.LogRecord:

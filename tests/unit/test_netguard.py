@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from imgpipe_contracts.netguard import (
+from imgpipe_runtime.netguard import (
     BlockedAddressError,
     check_address,
     embedded_ipv4,

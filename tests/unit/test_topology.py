@@ -12,6 +12,7 @@ from imgpipe_contracts.topology import (
     QueueSpec,
     Topology,
     format_delay,
+    queue_declarations,
 )
 
 
@@ -87,3 +88,28 @@ def test_every_queue_name_in_the_default_topology_is_distinct_and_starts_with_it
 
     assert len(names) == len(set(names))
     assert len(names) == 4 * 2 + 3 * 3 + 6
+
+
+def test_each_dead_letter_queue_is_declared_before_its_work_queue() -> None:
+    topology = Topology(prefix="x.")
+    order = [d.name for d in queue_declarations(topology)]
+
+    for spec in ALL_QUEUES:
+        assert order.index(topology.dlq(spec)) < order.index(topology.queue(spec))
+
+
+def test_only_work_queues_are_bound_and_each_to_its_own_routing_keys() -> None:
+    topology = Topology()
+    bound = {d.name: d.routing_keys for d in queue_declarations(topology) if d.routing_keys}
+
+    assert bound == {topology.queue(spec): spec.routing_keys for spec in ALL_QUEUES}
+
+
+def test_retry_queues_expire_after_their_delay_into_the_work_queue() -> None:
+    topology = Topology(work_retry_delays=(0.5, 2.0))
+    by_name = {d.name: d for d in queue_declarations(topology)}
+    retry = by_name[topology.retry_queue(PROCESSOR_IMAGE_REQUESTED, 0.5)]
+
+    assert retry.arguments["x-message-ttl"] == 500
+    assert retry.arguments["x-dead-letter-routing-key"] == topology.queue(PROCESSOR_IMAGE_REQUESTED)
+    assert retry.arguments["x-queue-type"] == "quorum"

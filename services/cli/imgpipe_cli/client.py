@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-FINAL = ("Completed", "Failed")
+from imgpipe_contracts.events import FINAL_STATES
 
 
 class ApiError(Exception):
@@ -54,7 +54,7 @@ class Client:
                         last_id = event_id or last_id
                         status: dict[str, Any] = json.loads(data)
                         yield status
-                        if status["status"] in FINAL:
+                        if status["status"] in FINAL_STATES:
                             return
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failures += 1

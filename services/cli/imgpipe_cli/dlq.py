@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgpipe_contracts.deadletters import dead_letter_counts, peek, replay, spec_named
-from imgpipe_contracts.settings import BrokerSettings
+from imgpipe_runtime.deadletters import dead_letter_counts, peek, replay, spec_named
+from imgpipe_runtime.settings import BrokerSettings
 
 T = TypeVar("T")
 

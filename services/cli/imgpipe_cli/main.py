@@ -29,8 +29,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from imgpipe_cli.client import FINAL, ApiError, Client
+from imgpipe_cli.client import ApiError, Client
 from imgpipe_cli.dlq import dlq
+from imgpipe_contracts.events import FINAL_STATES
 
 T = TypeVar("T")
 OK, ERROR, USAGE, WITH_FAILURES, FAILED, NOT_FINISHED = 0, 1, 2, 3, 4, 5
@@ -200,7 +201,7 @@ def download(
 
     async def work(client: Client) -> tuple[dict[str, Any], int]:
         current = await client.status(request_id)
-        if current["status"] not in FINAL or not current.get("output_csv_url"):
+        if current["status"] not in FINAL_STATES or not current.get("output_csv_url"):
             return current, 0
         target = output or Path(f"output_{request_id}.csv")
         return current, await client.download(current["output_csv_url"], target)

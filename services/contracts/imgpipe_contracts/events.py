@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
 RequestState = Literal["Pending", "Processing", "Completed", "Failed"]
+# A request in one of these states is done: nothing about it changes any more.
+FINAL_STATES: tuple[RequestState, ...] = ("Completed", "Failed")
 
 
 def _new_event_id() -> str:
@@ -117,38 +119,39 @@ class RequestCompleted(Event):
     webhook_url: str | None = None
 
 
-class WebhookDelivered(Event):
+class WebhookAttempt(BaseModel):
+    """Which webhook call, to where, after how many attempts, and what the receiver answered."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    webhook_id: str
+    url: str
+    # Accepts `attempt` too: WebhookAttemptFailed carried that name in schema version 1.
+    attempts: int = Field(validation_alias=AliasChoices("attempts", "attempt"))
+    status_code: int | None = None
+
+
+class WebhookDelivered(Event, WebhookAttempt):
     """The request's webhook answered 2xx."""
 
     routing_key: ClassVar[str] = "webhook.delivered"
 
-    webhook_id: str
-    url: str
-    attempts: int
     status_code: int
 
 
-class WebhookAttemptFailed(Event):
+class WebhookAttemptFailed(Event, WebhookAttempt):
     """One webhook attempt failed; another will follow after the next retry delay."""
 
     routing_key: ClassVar[str] = "webhook.attempt_failed"
 
-    webhook_id: str
-    url: str
-    attempt: int
-    status_code: int | None = None
     reason: str
 
 
-class WebhookFailed(Event):
+class WebhookFailed(Event, WebhookAttempt):
     """The request's webhook could not be delivered; no more attempts will be made."""
 
     routing_key: ClassVar[str] = "webhook.failed"
 
-    webhook_id: str
-    url: str
-    attempts: int
-    status_code: int | None = None
     reason: str
 
 

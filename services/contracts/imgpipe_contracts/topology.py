@@ -1,8 +1,8 @@
 """The whole broker topology, declared in one place.
 
-Every service awaits `declare_topology` at start, so a queue exists before anyone publishes to
-it: a message published to a topic exchange with no bound queue is silently dropped (we also
-publish with `mandatory=True`, which turns that into an error instead).
+Every service declares all of it at start (imgpipe_runtime.declare), so a queue exists
+before anyone publishes to it: a message published to a topic exchange with no bound queue is
+silently dropped (we also publish with `mandatory=True`, which turns that into an error).
 
 Names derive from one base name per work queue (the dramatiq habit): `<service>.<event>` is the
 work queue, `<base>.retry-<delay>` are the delay queues and `<base>.dlq` holds dead letters. The
@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange
 
 EVENTS_EXCHANGE = "imgpipe.events"
 
@@ -100,38 +97,36 @@ def _quorum_args(dead_letter_to: str | None) -> dict[str, Any]:
     return args
 
 
-async def declare_topology(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
-    """Declare the exchange and every queue (dead-letter queues first); return the exchange."""
-    exchange = await channel.declare_exchange(
-        topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
+@dataclass(frozen=True)
+class QueueDeclaration:
+    """One durable queue: its name, its arguments and the routing keys bound to it."""
+
+    name: str
+    arguments: dict[str, Any]
+    routing_keys: tuple[str, ...] = ()
+
+
+def queue_declarations(topology: Topology) -> list[QueueDeclaration]:
+    """Every queue of the deployment, in declaration order: for each work queue its
+    dead-letter queue, its retry queues, then the work queue itself."""
+    declarations = []
     for spec in ALL_QUEUES:
         main = topology.queue(spec)
-        await channel.declare_queue(topology.dlq(spec), durable=True, arguments=_quorum_args(None))
+        declarations.append(QueueDeclaration(topology.dlq(spec), _quorum_args(None)))
         for delay in topology.retry_delays(spec):
             # A fixed TTL per queue: RabbitMQ only expires messages at the head of a queue, so
             # mixed per-message TTLs would make short delays wait behind long ones.
-            await channel.declare_queue(
-                topology.retry_queue(spec, delay),
-                durable=True,
-                arguments=_quorum_args(main) | {"x-message-ttl": round(delay * 1000)},
+            declarations.append(
+                QueueDeclaration(
+                    topology.retry_queue(spec, delay),
+                    _quorum_args(main) | {"x-message-ttl": round(delay * 1000)},
+                )
             )
-        queue = await channel.declare_queue(
-            main,
-            durable=True,
-            arguments=_quorum_args(topology.dlq(spec))
-            | {"x-delivery-limit": topology.delivery_limit},
+        declarations.append(
+            QueueDeclaration(
+                main,
+                _quorum_args(topology.dlq(spec)) | {"x-delivery-limit": topology.delivery_limit},
+                spec.routing_keys,
+            )
         )
-        for key in spec.routing_keys:
-            await queue.bind(exchange, routing_key=key)
-    return exchange
-
-
-async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
-    """Remove everything `declare_topology` made (tests use this to leave no trace)."""
-    for spec in ALL_QUEUES:
-        names = [topology.queue(spec), topology.dlq(spec)]
-        names += [topology.retry_queue(spec, d) for d in topology.retry_delays(spec)]
-        for name in names:
-            await channel.queue_delete(name)
-    await channel.exchange_delete(topology.exchange)
+    return declarations

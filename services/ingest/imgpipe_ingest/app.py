@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgpipe_contracts import metrics
-from imgpipe_contracts.messaging import Broker
+from imgpipe_ingest import metrics
 from imgpipe_ingest.body_limit import BodySizeLimit
+from imgpipe_ingest.bootstrap import bootstrap
 from imgpipe_ingest.config import Settings
-from imgpipe_ingest.repository import RequestRepository
-from imgpipe_ingest.routes import health, upload
+from imgpipe_ingest.deps import adapters
+from imgpipe_ingest.routes import upload
 from imgpipe_ingest.schemas import ProblemOut, UploadRejected
+from imgpipe_runtime.health import health_router
+from imgpipe_runtime.metrics import metrics_router
+from imgpipe_runtime.web import bootstrap_lifespan
 
 
 async def form_rejected(request: Request, exc: Exception) -> JSONResponse:
@@ -76,32 +73,13 @@ class UploadOutcomes:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongodb_url,
-            serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-            tz_aware=True,
-        )
-        repository = RequestRepository(client, settings.mongodb_db)
-        broker = Broker(settings, "imgpipe-ingest")
-        try:
-            await repository.ensure_indexes()
-            await broker.start()
-            app.state.settings = settings
-            app.state.repository = repository
-            app.state.broker = broker
-            yield
-        finally:
-            await broker.close()
-            await client.close()
-
     app = FastAPI(
         title="imgpipe ingest",
         version="0.1.0",
         description="Upload a CSV of products and image URLs; get a request id at once.",
-        lifespan=lifespan,
+        lifespan=bootstrap_lifespan(lambda: bootstrap(settings)),
     )
+    app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(UploadOutcomes)  # added last: outermost, so it sees BodySizeLimit's 413
     # The dashboard (served by the status service) uploads from the browser.
@@ -113,10 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, form_rejected)
     app.include_router(upload.router)
-    app.include_router(health.router)
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    app.include_router(health_router(adapters))
+    app.include_router(metrics_router())
 
     return app

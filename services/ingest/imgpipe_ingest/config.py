@@ -6,17 +6,17 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from imgpipe_contracts.settings import BrokerSettings, MongoSettings, NetworkSettings
 from imgpipe_ingest.csv_format import CsvLimits
+from imgpipe_runtime.settings import (
+    BrokerSettings,
+    MongoSettings,
+    NetworkSettings,
+    PublicUrlSettings,
+)
 
 
-class Settings(BrokerSettings, MongoSettings, NetworkSettings):
-    host: str = "127.0.0.1"
+class Settings(BrokerSettings, MongoSettings, NetworkSettings, PublicUrlSettings):
     ingest_port: int = 8000
-    public_base_url: str = Field(
-        default="http://localhost:8010",
-        description="Where the status service (status API, files) is reachable by users.",
-    )
     dashboard_origins: str = Field(
         default="",
         description="Extra browser origins allowed to upload (comma-separated); the origin "

@@ -1,4 +1,4 @@
-"""Request-scoped access to what the lifespan built."""
+"""Typed access, for the routes, to the settings and what the bootstrap built."""
 
 from __future__ import annotations
 
@@ -6,26 +6,23 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from imgpipe_contracts.messaging import Broker
+from imgpipe_ingest.bootstrap import Ingest
 from imgpipe_ingest.config import Settings
 from imgpipe_ingest.repository import RequestRepository
+from imgpipe_runtime.broker import Broker
+from imgpipe_runtime.web import from_state
 
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+adapters = from_state("adapters", Ingest)
 
 
 def _repository(request: Request) -> RequestRepository:
-    repository: RequestRepository = request.app.state.repository
-    return repository
+    return adapters(request).repository
 
 
 def _broker(request: Request) -> Broker:
-    broker: Broker = request.app.state.broker
-    return broker
+    return adapters(request).broker
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 RepositoryDep = Annotated[RequestRepository, Depends(_repository)]
 BrokerDep = Annotated[Broker, Depends(_broker)]

@@ -93,18 +93,3 @@ class ErrorOut(BaseModel):
     )
 
     detail: str
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"status": "ok", "broker": True, "database": True},
-                {"status": "unavailable", "broker": False, "database": True},
-            ]
-        }
-    )
-
-    status: str
-    broker: bool
-    database: bool

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
-from imgpipe_contracts.logs import REQUEST_ID
-from imgpipe_contracts.messaging import Broker
-from imgpipe_contracts.netguard import IPNetwork, is_allowed, literal_ip
 from imgpipe_ingest.csv_format import ProductRow, check_url
 from imgpipe_ingest.repository import RequestRepository
+from imgpipe_runtime.broker import Broker
+from imgpipe_runtime.logs import REQUEST_ID
+from imgpipe_runtime.netguard import IPNetwork, is_allowed, literal_ip
 
 log = logging.getLogger(__name__)
 

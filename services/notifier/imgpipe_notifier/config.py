@@ -8,7 +8,7 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from imgpipe_contracts.settings import BrokerSettings, NetworkSettings
+from imgpipe_runtime.settings import BrokerSettings, NetworkSettings
 
 # Only for development: anyone reading this file can forge webhooks signed with it.
 DEVELOPMENT_SECRET = "whsec_" + base64.b64encode(b"imgpipe-development-secret-32byte").decode()
@@ -16,7 +16,6 @@ DEVELOPMENT_SECRET = "whsec_" + base64.b64encode(b"imgpipe-development-secret-32
 
 class Settings(BrokerSettings, NetworkSettings):
     environment: Literal["development", "production"] = "development"
-    host: str = "127.0.0.1"
     notifier_port: int = 8020
     webhook_secret: str = Field(
         default=DEVELOPMENT_SECRET,

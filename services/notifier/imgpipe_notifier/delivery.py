@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
-from imgpipe_contracts.netguard import BlockedAddressError
+from imgpipe_runtime.netguard import BlockedAddressError
 
 
 @dataclass(frozen=True)

@@ -5,49 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from functools import partial
 
 import prometheus_client
 
-from imgpipe_contracts.logs import configure_logging
-from imgpipe_contracts.messaging import Broker
-from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
+from imgpipe_processor.bootstrap import bootstrap
 from imgpipe_processor.config import Settings
-from imgpipe_processor.fetch import FetchLimits, download, make_session
-from imgpipe_processor.handlers import handle_image_requested
-from imgpipe_processor.pool import ImagePool
-from imgpipe_processor.storage import LocalStorage
+from imgpipe_runtime.logs import configure_logging
 
 log = logging.getLogger("imgpipe_processor")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    pool = ImagePool(settings.workers, settings.max_pixels, settings.jpeg_quality)
-    broker = Broker(settings, "imgpipe-processor")
-    session = make_session(
-        allow_private=settings.imgpipe_allow_private_networks,
-        allowed_networks=settings.imgpipe_allowed_networks,
-        connect_timeout=settings.connect_timeout,
-        total_timeout=settings.download_timeout,
-        per_host=settings.downloads_per_host,
-    )
-    try:
-        await broker.start()
-        limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
-        handler = partial(
-            handle_image_requested,
-            fetch=partial(download, session, limits=limits),
-            pool=pool,
-            storage=LocalStorage(settings.data_dir, settings.public_base_url),
-            broker=broker,
-        )
-        await broker.consume(PROCESSOR_IMAGE_REQUESTED, handler, prefetch=settings.prefetch)
+    async with bootstrap(settings):
         log.info("processor consuming with %d image workers", settings.workers)
         await stop.wait()
-    finally:
-        await broker.close()
-        await session.close()
-        pool.shutdown()
 
 
 def serve_metrics(settings: Settings) -> None:

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import Field
 
-from imgpipe_contracts.settings import BrokerSettings, NetworkSettings
+from imgpipe_runtime.settings import BrokerSettings, NetworkSettings, StorageSettings
 
 
-class Settings(BrokerSettings, NetworkSettings):
-    host: str = "127.0.0.1"
+class Settings(BrokerSettings, NetworkSettings, StorageSettings):
     metrics_port: int = Field(
         default=8030, description="Port of the Prometheus /metrics endpoint (no other HTTP)."
-    )
-    data_dir: Path = Path(".data/files")
-    public_base_url: str = Field(
-        default="http://localhost:8010",
-        description="Where the status service serves DATA_DIR under /files.",
     )
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)

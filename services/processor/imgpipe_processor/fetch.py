@@ -4,20 +4,22 @@ and the SSRF guard on every address actually connected to (redirect hops include
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from imgpipe_contracts.netguard import BlockedAddressError, IPNetwork, socket_factory_for
+from imgpipe_processor.errors import ProcessorError
+from imgpipe_runtime.http import guarded_session
+from imgpipe_runtime.netguard import BlockedAddressError
+from imgpipe_runtime.settings import NetworkSettings
 
 _TRANSIENT_STATUSES = {408, 425, 429}
 _CHUNK = 64 * 1024
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(ProcessorError):
     """The image could not be fetched; `reason` is a short code, `transient` says retry."""
 
     def __init__(
@@ -41,28 +43,18 @@ class FetchLimits:
     max_redirects: int
 
 
-def make_session(
-    *,
-    allow_private: bool,
-    connect_timeout: float,
-    total_timeout: float,
-    per_host: int,
-    allowed_networks: Sequence[IPNetwork] = (),
+def download_session(
+    network: NetworkSettings, *, connect_timeout: float, total_timeout: float, per_host: int
 ) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=0,
-        limit_per_host=per_host,
-        socket_factory=socket_factory_for(allow_private, allowed_networks),
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=total_timeout, sock_connect=connect_timeout, sock_read=connect_timeout * 2
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        headers={"User-Agent": "imgpipe/0.1 (+image optimiser)"},
+    """The processor's one session: bodies stay compressed as sent (we cap their size)."""
+    return guarded_session(
+        network,
+        timeout=aiohttp.ClientTimeout(
+            total=total_timeout, sock_connect=connect_timeout, sock_read=connect_timeout * 2
+        ),
+        user_agent="imgpipe/0.1 (+image optimiser)",
+        per_host=per_host,
         auto_decompress=False,
-        trust_env=False,
     )
 
 

@@ -5,45 +5,48 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from imgpipe_contracts import metrics
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
-from imgpipe_contracts.messaging import Broker, Delivery, Reject, RetryLater
+from imgpipe_processor import metrics
 from imgpipe_processor.fetch import DownloadFailed
-from imgpipe_processor.pool import ImagePool
-from imgpipe_processor.storage import InvalidKey, LocalStorage
-from imgpipe_processor.transform import ImageRejected
+from imgpipe_processor.keys import InvalidKey, image_key
+from imgpipe_processor.transform import ImageRejected, Recompressed
+from imgpipe_runtime.broker import Publisher
+from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.files import FileStore
+from imgpipe_runtime.retry import Reject, RetryLater
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[bytes]]
+Recompress = Callable[[bytes], Awaitable[Recompressed]]
 
 
 async def handle_image_requested(
     delivery: Delivery,
     *,
     fetch: Fetch,
-    pool: ImagePool,
-    storage: LocalStorage,
-    broker: Broker,
+    recompress: Recompress,
+    files: FileStore,
+    broker: Publisher,
 ) -> None:
     """Turn an ImageRequested into exactly one ImageProcessed or ImageFailed.
 
     Transient download failures raise, so the consumer retries the job later; on the last
     attempt they become an ImageFailed instead. Redelivery is harmless: the stored name is a
-    function of the job, so a repeat overwrites the same file with the same bytes.
+    function of the job, so a repeat overwrites the same key with the same bytes.
     """
     job = delivery.event
     if not isinstance(job, ImageRequested):
         raise Reject(f"processor cannot handle {job.routing_key}")
     try:
-        key = storage.image_key(job.request_id, job.row_index, job.position, job.url)
+        key = image_key(job.request_id, job.row_index, job.position, job.url)
     except InvalidKey as exc:
         raise Reject(str(exc)) from exc
     try:
         with metrics.DOWNLOAD_SECONDS.time():
             data = await fetch(job.url)
         with metrics.PROCESSING_SECONDS.time():
-            result = await pool.recompress(data, str(storage.path_for(key)))
+            result = await recompress(data)
     except DownloadFailed as exc:
         if exc.transient and not delivery.is_last_attempt:
             raise RetryLater(f"{exc.reason}: {exc.detail}", exc.retry_after) from exc
@@ -52,6 +55,9 @@ async def handle_image_requested(
     except ImageRejected as exc:
         await _publish_failure(broker, job, exc.reason, exc.detail, delivery.attempt)
         return
+    # Stored before the event is published, so a consumer of ImageProcessed finds the file; a
+    # failed write raises, and the job is retried (nothing is acked before the file exists).
+    await files.write(key, result.jpeg, "image/jpeg")
     await broker.publish(
         ImageProcessed(
             request_id=job.request_id,
@@ -59,7 +65,7 @@ async def handle_image_requested(
             position=job.position,
             input_url=job.url,
             output_key=key,
-            output_url=storage.url_for(key),
+            output_url=files.url_for(key),
             width=result.width,
             height=result.height,
             source_format=result.source_format,
@@ -74,7 +80,7 @@ async def handle_image_requested(
 
 
 async def _publish_failure(
-    broker: Broker, job: ImageRequested, reason: str, detail: str, attempts: int
+    broker: Publisher, job: ImageRequested, reason: str, detail: str, attempts: int
 ) -> None:
     log.info("image %s failed: %s (%s)", job.image_id, reason, detail)
     await broker.publish(

@@ -9,10 +9,11 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
+from imgpipe_processor.errors import ProcessorError
 from imgpipe_processor.transform import Recompressed, configure_worker, recompress
 
 
-class WorkerCrashed(Exception):
+class WorkerCrashed(ProcessorError):
     """A pool worker died while handling the job; the job may be retried."""
 
 
@@ -32,10 +33,10 @@ class ImagePool:
             initargs=(self._max_pixels,),
         )
 
-    async def recompress(self, data: bytes, destination: str) -> Recompressed:
+    async def recompress(self, data: bytes) -> Recompressed:
         loop = asyncio.get_running_loop()
         executor = self._executor
-        job = partial(recompress, data, destination, self._max_pixels, self._quality)
+        job = partial(recompress, data, self._max_pixels, self._quality)
         try:
             return await loop.run_in_executor(executor, job)
         except BrokenProcessPool as exc:

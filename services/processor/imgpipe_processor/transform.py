@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
-import uuid
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from imgpipe_processor.errors import ProcessorError
 
 # Decoders we accept; Pillow sniffs the format from the bytes, never from headers or names.
 # Camera MPO files (a JPEG with extra frames) open through the JPEG decoder: Pillow registers
@@ -17,7 +16,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
-class ImageRejected(Exception):
+class ImageRejected(ProcessorError):
     """The bytes are not an image we can (or may) decode; `reason` is a short code."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -36,7 +35,11 @@ class Recompressed:
     width: int
     height: int
     source_format: str
-    bytes_out: int
+    jpeg: bytes
+
+    @property
+    def bytes_out(self) -> int:
+        return len(self.jpeg)
 
 
 def configure_worker(max_pixels: int) -> None:
@@ -45,8 +48,11 @@ def configure_worker(max_pixels: int) -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
-def recompress(data: bytes, destination: str, max_pixels: int, quality: int) -> Recompressed:
-    """Re-encode `data` as a JPEG at `destination` (atomically); raise ImageRejected."""
+def recompress(data: bytes, max_pixels: int, quality: int) -> Recompressed:
+    """Re-encode `data` as a JPEG; raise ImageRejected.
+
+    The JPEG comes back as bytes: storing it is the event loop's job (the file store), so a
+    worker process makes no I/O of its own."""
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
@@ -68,12 +74,9 @@ def recompress(data: bytes, destination: str, max_pixels: int, quality: int) -> 
             raise ImageRejected("bomb", "the image has too many pixels to decode") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageRejected("corrupt", f"the image is truncated or damaged: {exc}") from None
-        path = Path(destination)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        output.save(temporary, "JPEG", quality=quality, icc_profile=icc)
-        os.replace(temporary, path)
-        return Recompressed(output.width, output.height, source_format, path.stat().st_size)
+        encoded = io.BytesIO()
+        output.save(encoded, "JPEG", quality=quality, icc_profile=icc)
+        return Recompressed(output.width, output.height, source_format, encoded.getvalue())
 
 
 def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:

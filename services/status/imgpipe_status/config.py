@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
-from imgpipe_contracts.settings import BrokerSettings, MongoSettings
+from imgpipe_runtime.settings import BrokerSettings, MongoSettings, StorageSettings
 
 
-class Settings(BrokerSettings, MongoSettings):
-    host: str = "127.0.0.1"
+class Settings(BrokerSettings, MongoSettings, StorageSettings):
     status_port: int = 8010
-    data_dir: Path = Path(".data/files")
-    public_base_url: str = Field(
-        default="http://localhost:8010",
-        description="Where this service is reachable by users; links it hands out start here.",
-    )
     ingest_public_url: str = Field(
         default="http://localhost:8000",
         description="Where browsers reach the ingest service (the dashboard uploads there).",

@@ -1,4 +1,4 @@
-"""Request-scoped access to what the lifespan built."""
+"""Typed access, for the routes, to the settings and what the bootstrap built."""
 
 from __future__ import annotations
 
@@ -6,19 +6,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from imgpipe_contracts.messaging import Broker
+from imgpipe_runtime.web import from_state
+from imgpipe_status.bootstrap import Status
+from imgpipe_status.config import Settings
 from imgpipe_status.repository import StatusRepository
+
+adapters = from_state("adapters", Status)
 
 
 def _repository(request: Request) -> StatusRepository:
-    repository: StatusRepository = request.app.state.repository
-    return repository
+    return adapters(request).repository
 
 
-def _broker(request: Request) -> Broker:
-    broker: Broker = request.app.state.broker
-    return broker
-
-
+SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 RepositoryDep = Annotated[StatusRepository, Depends(_repository)]
-BrokerDep = Annotated[Broker, Depends(_broker)]

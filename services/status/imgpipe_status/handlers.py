@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from pymongo.errors import ConnectionFailure
 
-from imgpipe_contracts import metrics
 from imgpipe_contracts.events import (
     ImageFailed,
     ImageProcessed,
@@ -21,41 +18,23 @@ from imgpipe_contracts.events import (
     WebhookDelivered,
     WebhookFailed,
 )
-from imgpipe_contracts.messaging import Broker, Delivery, Reject, Unavailable
+from imgpipe_runtime.broker import Publisher
+from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.files import FileStore
+from imgpipe_runtime.retry import Reject, Unavailable
+from imgpipe_status import metrics
 from imgpipe_status.domain import final_state, output_csv_key, render_output_csv
 from imgpipe_status.repository import Progress, StatusRepository
 
 log = logging.getLogger(__name__)
 
 
-class OutputFiles:
-    """Output CSVs under DATA_DIR, written atomically off the event loop."""
-
-    def __init__(self, root: Path, public_base_url: str) -> None:
-        self.root = root
-        self._base = public_base_url.rstrip("/")
-
-    def url_for(self, key: str) -> str:
-        return f"{self._base}/files/{key}"
-
-    async def write(self, key: str, text: str) -> None:
-        await asyncio.to_thread(_write_atomically, self.root / key, text)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Unique per writer: two status consumers may finish the same request at once.
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(text, encoding="utf-8", newline="")
-    temporary.replace(path)
-
-
 async def handle_image_outcomes(
     deliveries: Sequence[Delivery],
     *,
     repository: StatusRepository,
-    broker: Broker,
-    files: OutputFiles,
+    broker: Publisher,
+    files: FileStore,
 ) -> None:
     """Record a batch of ImageProcessed / ImageFailed and complete requests that are done."""
     events = [d.event for d in deliveries]
@@ -70,7 +49,7 @@ async def handle_image_outcomes(
 
 
 async def complete_request(
-    progress: Progress, *, repository: StatusRepository, broker: Broker, files: OutputFiles
+    progress: Progress, *, repository: StatusRepository, broker: Publisher, files: FileStore
 ) -> None:
     """Confirm from the facts that every image has an outcome, then finish the request once.
 
@@ -88,7 +67,8 @@ async def complete_request(
     key = output_csv_key(confirmed.request_id)
     products = await repository.products_in_order(confirmed.request_id)
     # Rendering a large request's CSV is CPU work; keep it off the loop (it serves the API too).
-    await files.write(key, await asyncio.to_thread(render_output_csv, products))
+    csv_bytes = await asyncio.to_thread(lambda: render_output_csv(products).encode("utf-8"))
+    await files.write(key, csv_bytes, "text/csv; charset=utf-8")
     await repository.mark_products_processed(confirmed.request_id)
     event = RequestCompleted(
         request_id=confirmed.request_id,
@@ -126,7 +106,7 @@ async def complete_request(
 
 
 async def _publish_completion(
-    event: RequestCompleted, *, repository: StatusRepository, broker: Broker
+    event: RequestCompleted, *, repository: StatusRepository, broker: Publisher
 ) -> None:
     try:
         await broker.publish(event)
@@ -137,7 +117,7 @@ async def _publish_completion(
 
 
 async def relay_pending_completions(
-    *, repository: StatusRepository, broker: Broker, grace: float
+    *, repository: StatusRepository, broker: Publisher, grace: float
 ) -> int:
     """Publish completions whose claimer died before publishing; return how many."""
     cutoff = datetime.now(UTC) - timedelta(seconds=grace)
@@ -152,19 +132,19 @@ async def relay_pending_completions(
 async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusRepository) -> None:
     """Show each webhook attempt and the final fate in the request's status."""
     event = delivery.event
-    code: int | None
+    reason: str | None
     if isinstance(event, WebhookDelivered):
-        state, attempt, code, reason = "delivered", event.attempts, event.status_code, None
+        state, reason = "delivered", None
     elif isinstance(event, WebhookAttemptFailed):
-        state, attempt, code, reason = "retrying", event.attempt, event.status_code, event.reason
+        state, reason = "retrying", event.reason
     elif isinstance(event, WebhookFailed):
-        state, attempt, code, reason = "failed", event.attempts, event.status_code, event.reason
+        state, reason = "failed", event.reason
     else:
         raise Reject(f"status.webhook-outcome cannot handle {event.routing_key}")
     entry = {
-        "attempt": attempt,
+        "attempt": event.attempts,
         "outcome": "delivered" if state == "delivered" else "failed",
-        "status_code": code,
+        "status_code": event.status_code,
         "reason": reason,
         "at": event.occurred_at,
     }

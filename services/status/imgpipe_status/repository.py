@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from imgpipe_contracts import store
-from imgpipe_contracts.events import ImageFailed, ImageProcessed
+from imgpipe_contracts import documents
+from imgpipe_contracts.events import FINAL_STATES, ImageFailed, ImageProcessed
 
 Outcome = ImageProcessed | ImageFailed
 Document = dict[str, Any]
-FINAL_STATES = ("Completed", "Failed")
 WEBHOOK_FINAL_STATES = ("delivered", "failed")
 
 
@@ -82,26 +82,17 @@ def _product_update(event: Outcome) -> UpdateOne:
         change = {f"output_image_urls.{pos}": event.output_url, f"errors.{pos}": None}
     else:
         change = {f"errors.{pos}": f"{event.reason}: {event.detail}"}
-    return UpdateOne({"_id": store.product_id(event.request_id, event.row_index)}, {"$set": change})
+    return UpdateOne(
+        {"_id": documents.product_id(event.request_id, event.row_index)}, {"$set": change}
+    )
 
 
 class StatusRepository:
-    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
-        self._client = client
-        self._db = client[db_name]
-
-    async def ping(self) -> bool:
-        try:
-            await self._client.admin.command("ping")
-        except Exception:
-            return False
-        return True
-
-    async def ensure_indexes(self) -> None:
-        await store.ensure_indexes(self._db)
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._db = db
 
     async def get_request(self, request_id: str) -> Document | None:
-        doc: Document | None = await self._db[store.REQUESTS].find_one({"_id": request_id})
+        doc: Document | None = await self._db[documents.REQUESTS].find_one({"_id": request_id})
         return doc
 
     async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
@@ -113,7 +104,7 @@ class StatusRepository:
         unique = {e.image_id: e for e in events}
         docs = [outcome_document(e, now) for e in unique.values()]
         duplicates = await self._insert_new(docs)
-        await self._db[store.PRODUCTS].bulk_write(
+        await self._db[documents.PRODUCTS].bulk_write(
             [_product_update(e) for e in unique.values()], ordered=False
         )
         fresh: dict[str, Counter[str]] = {}
@@ -128,10 +119,10 @@ class StatusRepository:
             if rid not in recount and counts
         ]
         if updates:
-            await self._db[store.REQUESTS].bulk_write(updates, ordered=False)
+            await self._db[documents.REQUESTS].bulk_write(updates, ordered=False)
         for rid in recount:
             await self.recount(rid, now)
-        cursor = self._db[store.REQUESTS].find(
+        cursor = self._db[documents.REQUESTS].find(
             {"_id": {"$in": list(fresh)}},
             {"total": 1, "processed": 1, "failed": 1, "status": 1},
         )
@@ -142,10 +133,10 @@ class StatusRepository:
         if not docs:
             return set()
         try:
-            await self._db[store.IMAGES].insert_many(docs, ordered=False)
+            await self._db[documents.IMAGES].insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            others = [e for e in errors if e.get("code") != store.DUPLICATE_KEY]
+            others = [e for e in errors if e.get("code") != documents.DUPLICATE_KEY]
             if others or exc.details.get("writeConcernErrors"):
                 raise
             return {docs[e["index"]]["_id"] for e in errors}
@@ -165,14 +156,14 @@ class StatusRepository:
                 }
             },
         ]
-        async for row in await self._db[store.IMAGES].aggregate(pipeline):
+        async for row in await self._db[documents.IMAGES].aggregate(pipeline):
             counts[row["_id"]["outcome"]] += row["n"]
             counts["bytes_in"] += row["bytes_in"]
             counts["bytes_out"] += row["bytes_out"]
             if row["_id"].get("reason"):
                 counts[f"{REASONS}.{row['_id']['reason']}"] += row["n"]
         reasons = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(REASONS)}
-        doc = await self._db[store.REQUESTS].find_one_and_update(
+        doc = await self._db[documents.REQUESTS].find_one_and_update(
             {"_id": request_id},
             {
                 "$set": {
@@ -198,7 +189,7 @@ class StatusRepository:
 
     async def _images(self, request_id: str, outcome: str, limit: int) -> list[Document]:
         cursor = (
-            self._db[store.IMAGES]
+            self._db[documents.IMAGES]
             .find({"request_id": request_id, "outcome": outcome})
             .sort([("row_index", 1), ("position", 1)])
             .limit(limit)
@@ -206,35 +197,35 @@ class StatusRepository:
         return [doc async for doc in cursor]
 
     async def recent_requests(self, limit: int) -> list[Document]:
-        cursor = self._db[store.REQUESTS].find().sort("created_at", -1).limit(limit)
+        cursor = self._db[documents.REQUESTS].find().sort("created_at", -1).limit(limit)
         return [doc async for doc in cursor]
 
     async def products_in_order(self, request_id: str) -> list[Document]:
-        cursor = self._db[store.PRODUCTS].find(store.products_of(request_id)).sort("_id", 1)
+        cursor = self._db[documents.PRODUCTS].find(documents.products_of(request_id)).sort("_id", 1)
         return [doc async for doc in cursor]
 
     async def mark_products_processed(self, request_id: str) -> None:
-        await self._db[store.PRODUCTS].update_many(
-            store.products_of(request_id) | {"processed": False}, {"$set": {"processed": True}}
+        await self._db[documents.PRODUCTS].update_many(
+            documents.products_of(request_id) | {"processed": False}, {"$set": {"processed": True}}
         )
 
     async def claim_completion(self, request_id: str, changes: Document) -> bool:
         """Move the request to its final state unless someone already did; True if we did."""
-        result = await self._db[store.REQUESTS].update_one(
+        result = await self._db[documents.REQUESTS].update_one(
             {"_id": request_id, "status": {"$nin": list(FINAL_STATES)}},
             {"$set": changes | {"outbox_pending": True}},
         )
         return result.modified_count == 1
 
     async def pending_completions(self, older_than: datetime) -> list[Document]:
-        cursor = self._db[store.REQUESTS].find(
+        cursor = self._db[documents.REQUESTS].find(
             {"outbox_pending": True, "completed_at": {"$lt": older_than}},
             {"completion_event": 1},
         )
         return [doc async for doc in cursor]
 
     async def mark_completion_published(self, request_id: str) -> None:
-        await self._db[store.REQUESTS].update_one(
+        await self._db[documents.REQUESTS].update_one(
             {"_id": request_id}, {"$unset": {"outbox_pending": ""}}
         )
 
@@ -243,7 +234,7 @@ class StatusRepository:
     ) -> None:
         """Add an attempt to the webhook's history (a set: a redelivery adds nothing), then
         move its state; a late "retrying" never overwrites a final state."""
-        requests = self._db[store.REQUESTS]
+        requests = self._db[documents.REQUESTS]
         await requests.update_one(
             {"_id": request_id},
             {

@@ -7,7 +7,9 @@ FastAPI drops every `null` from the spec it serves, so no example has `null` in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -65,12 +67,21 @@ _COMPLETED_EXAMPLE: JsonDict = {
 }
 
 
+def not_found_message(request_id: str) -> str:
+    return f"no request with id {request_id!r}; check the id from /upload/"
+
+
 class ProgressOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_PROGRESS_EXAMPLE]})
 
     total: int
     processed: int
     failed: int
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> ProgressOut:
+        """The counters of a `requests` document."""
+        return cls(total=doc["total"], processed=doc["processed"], failed=doc["failed"])
 
 
 class FailureOut(BaseModel):
@@ -128,29 +139,10 @@ class StatusOut(BaseModel):
 
 class ErrorOut(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"detail": f"no request with id {_REQUEST_ID!r}; check the id from /upload/"}
-            ]
-        }
+        json_schema_extra={"examples": [{"detail": not_found_message(_REQUEST_ID)}]}
     )
 
     detail: str
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"status": "ok", "broker": True, "database": True},
-                {"status": "unavailable", "broker": True, "database": False},
-            ]
-        }
-    )
-
-    status: str
-    broker: bool
-    database: bool
 
 
 class RequestSummaryOut(BaseModel):
@@ -169,3 +161,9 @@ class ImageOut(BaseModel):
     height: int
     bytes_in: int
     bytes_out: int
+
+
+# The 404 every route that takes a request id documents.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No request has this id."}
+}

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from imgpipe_contracts import metrics
+from imgpipe_ingest import metrics
 from imgpipe_ingest.csv_format import CsvRejected, Problem, parse_products
 from imgpipe_ingest.deps import BrokerDep, RepositoryDep, SettingsDep
 from imgpipe_ingest.schemas import ErrorOut, ProblemOut, UploadAccepted, UploadRejected

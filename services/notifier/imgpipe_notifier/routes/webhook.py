@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from imgpipe_notifier.receiver import ReceivedWebhooks
+from imgpipe_notifier.deps import ReceivedDep
 
 router = APIRouter()
 
@@ -23,11 +23,6 @@ class ReceivedWebhook(BaseModel):
     payload: Any
 
 
-def _received(request: Request) -> ReceivedWebhooks:
-    received: ReceivedWebhooks = request.app.state.received
-    return received
-
-
 @router.post(
     "/webhook/",
     response_model=WebhookAck,
@@ -35,7 +30,7 @@ def _received(request: Request) -> ReceivedWebhooks:
     summary="Demo receiver for completion callbacks",
 )
 @router.post("/webhook", response_model=WebhookAck, include_in_schema=False)
-async def receive_webhook(request: Request) -> WebhookAck | JSONResponse:
+async def receive_webhook(request: Request, received: ReceivedDep) -> WebhookAck | JSONResponse:
     body = await request.body()
     try:
         payload = orjson.loads(body)
@@ -43,10 +38,10 @@ async def receive_webhook(request: Request) -> WebhookAck | JSONResponse:
         payload = None
     if not isinstance(payload, dict):
         return JSONResponse({"detail": "send a JSON object as the body"}, status_code=422)
-    _received(request).record(body, payload, {k.lower(): v for k, v in request.headers.items()})
+    received.record(body, payload, {k.lower(): v for k, v in request.headers.items()})
     return WebhookAck(status="Webhook received")
 
 
 @router.get("/webhook/", response_model=list[ReceivedWebhook], summary="Callbacks received")
-async def list_webhooks(request: Request) -> list[dict[str, Any]]:
-    return _received(request).items()
+async def list_webhooks(received: ReceivedDep) -> list[dict[str, Any]]:
+    return received.items()

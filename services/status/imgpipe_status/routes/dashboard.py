@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
+
+from imgpipe_status.deps import SettingsDep
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 
@@ -23,5 +25,5 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/dashboard/config.json", response_model=DashboardConfig, include_in_schema=False)
-async def dashboard_config(request: Request) -> DashboardConfig:
-    return DashboardConfig(ingest_url=request.app.state.ingest_public_url.rstrip("/"))
+async def dashboard_config(settings: SettingsDep) -> DashboardConfig:
+    return DashboardConfig(ingest_url=settings.ingest_public_url.rstrip("/"))

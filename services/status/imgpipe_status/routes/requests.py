@@ -6,7 +6,13 @@ from fastapi import APIRouter, HTTPException, Query
 
 from imgpipe_status.deps import RepositoryDep
 from imgpipe_status.domain import visible_state
-from imgpipe_status.schemas import ErrorOut, ImageOut, ProgressOut, RequestSummaryOut
+from imgpipe_status.schemas import (
+    NOT_FOUND,
+    ImageOut,
+    ProgressOut,
+    RequestSummaryOut,
+    not_found_message,
+)
 
 router = APIRouter()
 
@@ -20,9 +26,7 @@ async def recent_requests(
         RequestSummaryOut(
             request_id=doc["_id"],
             status=visible_state(doc["status"], doc["processed"], doc["failed"]),
-            progress=ProgressOut(
-                total=doc["total"], processed=doc["processed"], failed=doc["failed"]
-            ),
+            progress=ProgressOut.of(doc),
             created_at=doc["created_at"],
         )
         for doc in await repository.recent_requests(limit)
@@ -32,7 +36,7 @@ async def recent_requests(
 @router.get(
     "/status/{request_id}/images",
     response_model=list[ImageOut],
-    responses={404: {"model": ErrorOut, "description": "No request has this id."}},
+    responses=NOT_FOUND,
     summary="Processed images of a request, before and after",
 )
 async def processed_images(
@@ -42,7 +46,7 @@ async def processed_images(
 ) -> list[ImageOut]:
     """The first processed images in file order, with their sizes before and after."""
     if await repository.get_request(request_id) is None:
-        raise HTTPException(404, f"no request with id {request_id!r}; check the id from /upload/")
+        raise HTTPException(404, not_found_message(request_id))
     return [
         ImageOut(
             row=doc["row_index"] + 1,

@@ -2,36 +2,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from imgpipe_status.deps import RepositoryDep
+from imgpipe_contracts.events import FINAL_STATES
+from imgpipe_status.deps import RepositoryDep, SettingsDep
 from imgpipe_status.domain import visible_state
 from imgpipe_status.repository import StatusRepository
 from imgpipe_status.schemas import (
     FAILURES_SHOWN,
-    ErrorOut,
+    NOT_FOUND,
     FailureOut,
     ProgressOut,
     StatusOut,
     WebhookOut,
+    not_found_message,
 )
 
 router = APIRouter()
-
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No request has this id."}
-}
-_FINAL = ("Completed", "Failed")
 
 
 async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
     """The request's status as the API shows it; 404 if there is no such request."""
     doc = await repository.get_request(request_id)
     if doc is None:
-        raise HTTPException(404, f"no request with id {request_id!r}; check the id from /upload/")
+        raise HTTPException(404, not_found_message(request_id))
     failed = await repository.failures(request_id, FAILURES_SHOWN) if doc["failed"] else []
     webhook = doc.get("webhook")
     if webhook:
@@ -41,7 +37,7 @@ async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
         status=visible_state(doc["status"], doc["processed"], doc["failed"]),
         output_csv_path=doc.get("output_csv_path"),
         output_csv_url=doc.get("output_csv_url"),
-        progress=ProgressOut(total=doc["total"], processed=doc["processed"], failed=doc["failed"]),
+        progress=ProgressOut.of(doc),
         bytes_in=doc.get("bytes_in", 0),
         bytes_out=doc.get("bytes_out", 0),
         failures_by_reason=doc.get("failures_by_reason", {}),
@@ -65,7 +61,7 @@ async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
 @router.get(
     "/status/{request_id}",
     response_model=StatusOut,
-    responses=_NOT_FOUND,
+    responses=NOT_FOUND,
     summary="Processing status of an upload",
 )
 async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
@@ -80,13 +76,13 @@ async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
             "description": "Server-Sent Events: `status` events carrying the status document "
             "each time it changes, the last one final.",
         },
-        **_NOT_FOUND,
+        **NOT_FOUND,
     },
     response_class=EventSourceResponse,
     summary="Live progress of an upload (Server-Sent Events)",
 )
 async def stream_status(
-    request_id: str, request: Request, repository: RepositoryDep
+    request_id: str, repository: RepositoryDep, settings: SettingsDep
 ) -> EventSourceResponse:
     """Each change of the status document as a `status` event, ending after the final one.
 
@@ -94,7 +90,7 @@ async def stream_status(
     without Last-Event-ID) loses nothing: it sees the current state at once.
     """
     first = await snapshot(repository, request_id)
-    interval: float = request.app.state.events_interval
+    interval = settings.events_interval
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         current: StatusOut | None = first
@@ -108,7 +104,7 @@ async def stream_status(
                 sequence += 1
                 last = body
                 yield ServerSentEvent(data=body, event="status", id=str(sequence))
-            if current.status in _FINAL:
+            if current.status in FINAL_STATES:
                 return
             current = None
             await asyncio.sleep(interval)

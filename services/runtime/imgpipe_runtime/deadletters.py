@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel
 
-from imgpipe_contracts.consumer import ATTEMPT_HEADER, ERROR_HEADER, copy_message
 from imgpipe_contracts.topology import ALL_QUEUES, QueueSpec, Topology
+from imgpipe_runtime.consumer import copy_message
+from imgpipe_runtime.retry import ATTEMPT_HEADER, ERROR_HEADER
 
 REPLAYED_HEADER = "x-imgpipe-replayed"
 

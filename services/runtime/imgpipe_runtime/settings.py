@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imgpipe_contracts.logs import LogFormat
 from imgpipe_contracts.topology import Topology
+from imgpipe_runtime.logs import LogFormat
 
 DelayList = Annotated[tuple[float, ...], NoDecode]
 
@@ -21,10 +22,20 @@ def _split_delays(value: Any) -> Any:
     return value
 
 
-class BrokerSettings(BaseSettings):
-    """RabbitMQ connection and the retry schedule every service declares identically."""
+class ServiceSettings(BaseSettings):
+    """What every service process has: where it listens and how it logs."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    log_level: str = "INFO"
+    log_format: LogFormat = Field(
+        default="auto", description="json, text, or auto: JSON unless on a terminal."
+    )
+
+
+class BrokerSettings(ServiceSettings):
+    """RabbitMQ connection and the retry schedule every service declares identically."""
 
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_prefix: str = Field(
@@ -35,10 +46,6 @@ class BrokerSettings(BaseSettings):
     delivery_limit: int = Field(default=5, ge=1)
     prefetch: int = Field(default=32, ge=1)
     publish_timeout: float = Field(default=10.0, gt=0)
-    log_level: str = "INFO"
-    log_format: LogFormat = Field(
-        default="auto", description="json, text, or auto: JSON unless on a terminal."
-    )
 
     @field_validator("retry_delays", "webhook_retry_delays", mode="before")
     @classmethod
@@ -94,3 +101,20 @@ class MongoSettings(BaseSettings):
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = "imgpipe"
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
+
+
+class PublicUrlSettings(BaseSettings):
+    """Where users reach the status service: the links the services hand out start here."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    public_base_url: str = Field(
+        default="http://localhost:8010",
+        description="Where users reach the status service; the links it hands out start here.",
+    )
+
+
+class StorageSettings(PublicUrlSettings):
+    """Where processed images and output CSVs are kept."""
+
+    data_dir: Path = Path(".data/files")

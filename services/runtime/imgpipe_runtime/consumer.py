@@ -1,7 +1,7 @@
-"""The consumer boundary: the one place that decides what happens to a message.
+"""The consumer boundary: the one place that acks, retries or dead-letters a message.
 
-Ack after the handler returned; on failure a delayed retry through a retry queue, or the
-dead-letter queue. Handlers only raise.
+Ack after the handler returned; on failure, carry out what `retry.settle` decides: a delayed
+retry through a retry queue, or the dead-letter queue. Handlers only raise.
 """
 
 from __future__ import annotations
@@ -16,31 +16,19 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from imgpipe_contracts import metrics
 from imgpipe_contracts.events import Event, parse_event
-from imgpipe_contracts.logs import EVENT_ID, REQUEST_ID
 from imgpipe_contracts.topology import QueueSpec, Topology
+from imgpipe_runtime import metrics
+from imgpipe_runtime.logs import EVENT_ID, REQUEST_ID
+from imgpipe_runtime.retry import (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
+    Reject,
+    ToDeadLetterQueue,
+    settle,
+)
 
 log = logging.getLogger(__name__)
-
-ATTEMPT_HEADER = "x-imgpipe-attempt"
-ERROR_HEADER = "x-imgpipe-error"
-
-
-class Reject(Exception):
-    """The message can never succeed: dead-letter it now."""
-
-
-class Unavailable(Exception):
-    """A dependency is down: try again later without using up an attempt."""
-
-
-class RetryLater(Exception):
-    """A transient failure with a hint (e.g. Retry-After) of how long to wait at least."""
-
-    def __init__(self, message: str, delay: float | None = None) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 @dataclass(frozen=True)
@@ -162,21 +150,13 @@ class Consumer:
     async def _settle(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
         """Move a failed message to a retry queue or the DLQ, then ack the original."""
         topology = self._topology
-        delays = topology.retry_delays(self._spec)
-        dead_letter = False
-        if isinstance(exc, Unavailable):
-            target, next_attempt = topology.retry_queue(self._spec, delays[0]), attempt
-            log.warning("%s unavailable, retrying later: %s", self._spec.base, exc)
-        elif isinstance(exc, Reject) or attempt >= len(delays) + 1:
-            target, next_attempt, dead_letter = topology.dlq(self._spec), attempt, True
+        decision = settle(exc, attempt, topology.retry_delays(self._spec))
+        if isinstance(decision, ToDeadLetterQueue):
+            target, next_attempt = topology.dlq(self._spec), attempt
             log.error("dead-lettering message from %s: %r", self._spec.base, exc)
         else:
-            delay = delays[attempt - 1]
-            if isinstance(exc, RetryLater) and exc.delay:
-                # The shortest configured step that honours the hint, else the longest.
-                hint = max(delay, exc.delay)
-                delay = min((d for d in delays if d >= hint), default=max(delays))
-            target, next_attempt = topology.retry_queue(self._spec, delay), attempt + 1
+            target = topology.retry_queue(self._spec, decision.delay)
+            next_attempt = decision.next_attempt
             log.warning("retrying message from %s (attempt %d): %r", self._spec.base, attempt, exc)
         copy = copy_message(message, {ATTEMPT_HEADER: next_attempt, ERROR_HEADER: str(exc)[:500]})
         try:
@@ -187,7 +167,11 @@ class Consumer:
             return
         # Counted once the copy is confirmed: a message left unacked here is redelivered and
         # settled again, and counting it twice would overstate the moves.
-        moved = metrics.MESSAGES_DEAD_LETTERED if dead_letter else metrics.MESSAGES_RETRIED
+        moved = (
+            metrics.MESSAGES_DEAD_LETTERED
+            if isinstance(decision, ToDeadLetterQueue)
+            else metrics.MESSAGES_RETRIED
+        )
         moved.labels(self._spec.base).inc()
         await _ack(message)
 

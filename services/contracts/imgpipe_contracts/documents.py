@@ -12,10 +12,9 @@ through these helpers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 REQUESTS = "requests"
 PRODUCTS = "products"
@@ -72,15 +71,21 @@ def product_document(
     }
 
 
-async def ensure_indexes(db: Any, wait_seconds: float = 60.0) -> None:
-    """Create every index a query of the services needs (waits for the server to answer)."""
-    async for attempt in AsyncRetrying(
-        stop=stop_after_delay(wait_seconds), wait=wait_exponential(max=5), reraise=True
-    ):
-        with attempt:
-            await db[IMAGES].create_index(
-                [("request_id", 1), ("outcome", 1), ("row_index", 1), ("position", 1)],
-                name="request_outcomes_in_order",
-            )
-            await db[REQUESTS].create_index([("outbox_pending", 1)], name="outbox_pending")
-            await db[REQUESTS].create_index([("created_at", -1)], name="newest_first")
+@dataclass(frozen=True)
+class IndexSpec:
+    """A secondary index that some query of the services needs."""
+
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    name: str
+
+
+INDEXES = (
+    IndexSpec(
+        IMAGES,
+        (("request_id", 1), ("outcome", 1), ("row_index", 1), ("position", 1)),
+        "request_outcomes_in_order",
+    ),
+    IndexSpec(REQUESTS, (("outbox_pending", 1),), "outbox_pending"),
+    IndexSpec(REQUESTS, (("created_at", -1),), "newest_first"),
+)

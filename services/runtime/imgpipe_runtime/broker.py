@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -25,35 +26,22 @@ from tenacity import (
     wait_exponential,
 )
 
-from imgpipe_contracts.consumer import (
-    ATTEMPT_HEADER,
-    ERROR_HEADER,
-    BatchHandler,
-    Consumer,
-    Delivery,
-    Handler,
-    Reject,
-    RetryLater,
-    Unavailable,
-)
 from imgpipe_contracts.events import Event
-from imgpipe_contracts.settings import BrokerSettings
-from imgpipe_contracts.topology import ROUTED_KEYS, QueueSpec, Topology, declare_topology
-
-__all__ = [
-    "ATTEMPT_HEADER",
-    "ERROR_HEADER",
-    "Broker",
-    "Delivery",
-    "Handler",
-    "Reject",
-    "RetryLater",
-    "Unavailable",
-]
+from imgpipe_contracts.topology import ROUTED_KEYS, QueueSpec, Topology
+from imgpipe_runtime.consumer import BatchHandler, Consumer, Handler
+from imgpipe_runtime.declare import declare_topology
+from imgpipe_runtime.retry import ATTEMPT_HEADER
+from imgpipe_runtime.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE_PUBLISH_ERRORS = (AMQPError, asyncio.TimeoutError, ConnectionError, RuntimeError)
+
+
+class Publisher(Protocol):
+    """What a handler needs of the broker: confirmed publishing of events."""
+
+    async def publish(self, event: Event) -> None: ...
 
 
 class Broker:
@@ -242,3 +230,14 @@ def _message(event: Event) -> aio_pika.Message:
         type=event.routing_key,
         headers={ATTEMPT_HEADER: 1},
     )
+
+
+@contextlib.asynccontextmanager
+async def running_broker(settings: BrokerSettings, name: str) -> AsyncIterator[Broker]:
+    """A started broker link (topology declared), closed on the way out."""
+    broker = Broker(settings, name)
+    try:
+        await broker.start()
+        yield broker
+    finally:
+        await broker.close()

@@ -1,0 +1,59 @@
+"""Builds the processor's adapters once, wires its handler, and closes them on the way out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import aiohttp
+
+from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
+from imgpipe_processor.config import Settings
+from imgpipe_processor.fetch import FetchLimits, download, download_session
+from imgpipe_processor.handlers import handle_image_requested
+from imgpipe_processor.pool import ImagePool
+from imgpipe_runtime.broker import Broker, running_broker
+from imgpipe_runtime.files import FileStore, open_file_store
+
+
+@dataclass(frozen=True)
+class Processor:
+    """Everything the processor talks to."""
+
+    broker: Broker
+    session: aiohttp.ClientSession
+    pool: ImagePool
+    files: FileStore
+
+
+@asynccontextmanager
+async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
+    """Start the image pool, open the download session and the broker link, consume image
+    jobs; stop and close everything after."""
+    pool = ImagePool(settings.workers, settings.max_pixels, settings.jpeg_quality)
+    session = download_session(
+        settings,
+        connect_timeout=settings.connect_timeout,
+        total_timeout=settings.download_timeout,
+        per_host=settings.downloads_per_host,
+    )
+    try:
+        async with session, running_broker(settings, "imgpipe-processor") as broker:
+            processor = Processor(broker, session, pool, open_file_store(settings))
+            limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
+            await broker.consume(
+                PROCESSOR_IMAGE_REQUESTED,
+                partial(
+                    handle_image_requested,
+                    fetch=partial(download, session, limits=limits),
+                    recompress=pool.recompress,
+                    files=processor.files,
+                    broker=broker,
+                ),
+                prefetch=settings.prefetch,
+            )
+            yield processor
+    finally:
+        pool.shutdown()

@@ -1,0 +1,87 @@
+"""Builds the status service's adapters once, wires its consumers and the completion relay,
+and closes everything on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from imgpipe_contracts.topology import STATUS_IMAGE_OUTCOME, STATUS_WEBHOOK_OUTCOME
+from imgpipe_runtime.broker import Broker, running_broker
+from imgpipe_runtime.files import FileStore, open_file_store
+from imgpipe_runtime.health import Health, health_of
+from imgpipe_runtime.mongo import Document, connected_database, ping
+from imgpipe_status.config import Settings
+from imgpipe_status.handlers import (
+    handle_image_outcomes,
+    handle_webhook_outcome,
+    relay_pending_completions,
+)
+from imgpipe_status.repository import StatusRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything the status service talks to."""
+
+    db: AsyncDatabase[Document]
+    repository: StatusRepository
+    broker: Broker
+    files: FileStore
+
+    async def health(self) -> Health:
+        return health_of(self.broker.is_connected, await ping(self.db))
+
+
+@asynccontextmanager
+async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
+    """Connect, consume outcomes and webhook results, relay unpublished completions; stop and
+    close everything after."""
+    async with (
+        connected_database(settings) as db,
+        running_broker(settings, "imgpipe-status") as broker,
+    ):
+        status = Status(db, StatusRepository(db), broker, open_file_store(settings))
+        await broker.consume_batches(
+            STATUS_IMAGE_OUTCOME,
+            partial(
+                handle_image_outcomes,
+                repository=status.repository,
+                broker=broker,
+                files=status.files,
+            ),
+            batch_size=settings.batch_size,
+            max_wait=settings.batch_wait,
+        )
+        await broker.consume(
+            STATUS_WEBHOOK_OUTCOME,
+            partial(handle_webhook_outcome, repository=status.repository),
+            prefetch=settings.prefetch,
+        )
+        relay = asyncio.create_task(_relay_forever(status, settings))
+        try:
+            yield status
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+
+async def _relay_forever(status: Status, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.outbox_interval)
+        try:
+            await relay_pending_completions(
+                repository=status.repository, broker=status.broker, grace=settings.outbox_grace
+            )
+        except Exception:
+            log.exception("completion relay failed; trying again in %ss", settings.outbox_interval)

@@ -1,0 +1,580 @@
+"""The status service's handlers, with an in-memory repository, file store and broker: outcomes
+are counted once, a finished request gets its output CSV and exactly one RequestCompleted, and
+webhook outcomes show up in the request's status."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.errors import ConnectionFailure
+
+from imgpipe_contracts import documents
+from imgpipe_contracts.events import (
+    FINAL_STATES,
+    Event,
+    ImageFailed,
+    ImageProcessed,
+    RequestAccepted,
+    RequestCompleted,
+    WebhookAttemptFailed,
+    WebhookDelivered,
+    WebhookFailed,
+)
+from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.retry import Reject, Unavailable
+from imgpipe_status.handlers import (
+    complete_request,
+    handle_image_outcomes,
+    handle_webhook_outcome,
+    relay_pending_completions,
+)
+from imgpipe_status.repository import Outcome, Progress, outcome_document
+
+Document = dict[str, Any]
+HEADER = ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Errors"]
+HOOK = "https://receiver.test/hook"
+FILES = "https://files.test/files"
+
+
+class FakeRepository:
+    """The StatusRepository methods the handlers call, over dicts.
+
+    Facts are keyed by image id, so a redelivered outcome counts once; counters are always
+    recounted from the facts; a completion is claimed only while the request is not final.
+    `broken[name]` makes the method `name` raise that exception.
+    """
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.requests: dict[str, Document] = {}
+        self.products: dict[str, Document] = {}
+        self.facts: dict[str, Document] = {}
+        self.broken: dict[str, Exception] = {}
+        # Runs just before a claim: lets a test play another consumer that finishes first.
+        self.before_claim: Callable[[str], None] | None = None
+
+    def _check(self, name: str) -> None:
+        if name in self.broken:
+            raise self.broken[name]
+
+    # Seeding, as ingest does.
+    def add_request(
+        self, request_id: str, rows: list[list[str]], webhook_url: str | None = None
+    ) -> None:
+        now = datetime.now(UTC)
+        total = sum(len(urls) for urls in rows)
+        self.requests[request_id] = documents.request_document(
+            request_id, len(rows), total, webhook_url, now
+        )
+        for row_index, urls in enumerate(rows):
+            doc = documents.product_document(
+                request_id, row_index, row_index + 1, f"SKU{row_index + 1}", list(urls)
+            )
+            self.products[doc["_id"]] = doc
+
+    def _progress(self, request_id: str) -> Progress:
+        doc = self.requests[request_id]
+        return Progress(request_id, doc["total"], doc["processed"], doc["failed"], doc["status"])
+
+    async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
+        self._check("record_outcomes")
+        self.log.append("record_outcomes")
+        touched: list[str] = []
+        for event in events:
+            if event.request_id not in touched:
+                touched.append(event.request_id)
+            if event.image_id in self.facts:
+                continue
+            self.facts[event.image_id] = outcome_document(event, now)
+            product = self.products.get(documents.product_id(event.request_id, event.row_index))
+            if product is None:
+                continue
+            if isinstance(event, ImageProcessed):
+                product["output_image_urls"][event.position] = event.output_url
+                product["errors"][event.position] = None
+            else:
+                product["errors"][event.position] = f"{event.reason}: {event.detail}"
+        for request_id in touched:
+            await self.recount(request_id, now)
+        return [self._progress(rid) for rid in touched if rid in self.requests]
+
+    async def recount(self, request_id: str, now: datetime) -> Progress | None:
+        self._check("recount")
+        if request_id not in self.requests:
+            return None
+        facts = [f for f in self.facts.values() if f["request_id"] == request_id]
+        self.requests[request_id] |= {
+            "processed": sum(f["outcome"] == "processed" for f in facts),
+            "failed": sum(f["outcome"] == "failed" for f in facts),
+            "updated_at": now,
+        }
+        return self._progress(request_id)
+
+    async def get_request(self, request_id: str) -> Document | None:
+        self._check("get_request")
+        doc = self.requests.get(request_id)
+        return dict(doc) if doc is not None else None
+
+    async def products_in_order(self, request_id: str) -> list[Document]:
+        self._check("products_in_order")
+        mine = [p for p in self.products.values() if p["request_id"] == request_id]
+        return sorted(mine, key=lambda p: p["_id"])
+
+    async def mark_products_processed(self, request_id: str) -> None:
+        self._check("mark_products_processed")
+        for product in self.products.values():
+            if product["request_id"] == request_id:
+                product["processed"] = True
+
+    async def claim_completion(self, request_id: str, changes: Document) -> bool:
+        self._check("claim_completion")
+        self.log.append(f"claim {request_id}")
+        if self.before_claim is not None:
+            self.before_claim(request_id)
+        doc = self.requests.get(request_id)
+        if doc is None or doc["status"] in FINAL_STATES:
+            return False
+        doc |= changes | {"outbox_pending": True}
+        return True
+
+    async def pending_completions(self, older_than: datetime) -> list[Document]:
+        self._check("pending_completions")
+        return [
+            {"_id": doc["_id"], "completion_event": doc["completion_event"]}
+            for doc in self.requests.values()
+            if doc.get("outbox_pending") and doc["completed_at"] < older_than
+        ]
+
+    async def mark_completion_published(self, request_id: str) -> None:
+        self._check("mark_completion_published")
+        self.log.append(f"mark_published {request_id}")
+        self.requests[request_id].pop("outbox_pending", None)
+
+    async def record_webhook_attempt(
+        self, request_id: str, entry: Document, *, state: str, url: str, webhook_id: str
+    ) -> None:
+        self._check("record_webhook_attempt")
+        webhook = self.requests[request_id].setdefault("webhook", {"history": [], "attempts": 0})
+        if entry not in webhook["history"]:
+            webhook["history"].append(entry)
+        webhook["attempts"] = max(webhook["attempts"], entry["attempt"])
+        webhook |= {"url": url, "webhook_id": webhook_id}
+        if state in ("delivered", "failed") or webhook.get("status") not in ("delivered", "failed"):
+            webhook |= {
+                "status": state,
+                "status_code": entry["status_code"],
+                "reason": entry["reason"],
+            }
+
+
+class FakeFiles:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.stored: dict[str, tuple[bytes, str]] = {}
+
+    def url_for(self, key: str) -> str:
+        return f"{FILES}/{key}"
+
+    async def write(self, key: str, data: bytes, content_type: str) -> None:
+        self.log.append(f"write {key}")
+        self.stored[key] = (data, content_type)
+
+    async def read(self, key: str) -> bytes:
+        return self.stored[key][0]
+
+
+class FakeBroker:
+    """Publishes into a list; `broken` makes publishing raise it."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.published: list[Event] = []
+        self.broken: Exception | None = None
+
+    async def publish(self, event: Event) -> None:
+        self.log.append(f"publish {event.routing_key}")
+        if self.broken is not None:
+            raise self.broken
+        self.published.append(event)
+
+
+class World:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.repository = FakeRepository(self.log)
+        self.files = FakeFiles(self.log)
+        self.broker = FakeBroker(self.log)
+
+    async def outcomes(self, *events: Event, attempt: int = 1) -> None:
+        await handle_image_outcomes(
+            [Delivery(e, attempt, 3) for e in events],
+            repository=self.repository,  # type: ignore[arg-type]
+            broker=self.broker,
+            files=self.files,
+        )
+
+    async def relay(self, grace: float) -> int:
+        return await relay_pending_completions(
+            repository=self.repository,  # type: ignore[arg-type]
+            broker=self.broker,
+            grace=grace,
+        )
+
+    async def webhook_outcome(self, event: Event) -> None:
+        await handle_webhook_outcome(Delivery(event, 1, 3), repository=self.repository)  # type: ignore[arg-type]
+
+    def completions(self) -> list[RequestCompleted]:
+        return [e for e in self.broker.published if isinstance(e, RequestCompleted)]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def processed(request_id: str, row: int, position: int, url: str) -> ImageProcessed:
+    key = f"images/{request_id}/{row + 1:06d}-{position + 1:02d}-x.jpg"
+    return ImageProcessed(
+        request_id=request_id,
+        row_index=row,
+        position=position,
+        input_url=url,
+        output_key=key,
+        output_url=f"{FILES}/{key}",
+        width=10,
+        height=10,
+        source_format="PNG",
+        bytes_in=100,
+        bytes_out=40,
+    )
+
+
+def failed(request_id: str, row: int, position: int, url: str) -> ImageFailed:
+    return ImageFailed(
+        request_id=request_id,
+        row_index=row,
+        position=position,
+        input_url=url,
+        reason="http_404",
+        detail="not found",
+    )
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+# Two products, three images: row 0 has a.png and b.png, row 1 has c.png.
+A, B, C = "https://shop.test/a.png", "https://shop.test/b.png", "https://shop.test/c.png"
+
+
+def new_request(world: World, webhook_url: str | None = HOOK) -> str:
+    request_id = uuid.uuid4().hex
+    world.repository.add_request(request_id, [[A, B], [C]], webhook_url)
+    return request_id
+
+
+# --- completing a request ---------------------------------------------------------------------
+
+
+async def test_outcomes_that_leave_images_outstanding_complete_nothing(world: World) -> None:
+    rid = new_request(world)
+
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B))
+
+    assert world.files.stored == {}
+    assert world.broker.published == []
+    assert world.repository.requests[rid]["status"] == "Pending"
+    assert world.repository.requests[rid]["processed"] == 1
+    assert world.repository.requests[rid]["failed"] == 1
+
+
+async def test_the_last_outcome_writes_the_csv_then_claims_then_publishes_the_completion(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B))
+    world.log.clear()
+
+    await world.outcomes(processed(rid, 1, 0, C))
+
+    key = f"outputs/output_{rid}.csv"
+    assert world.log == [
+        "record_outcomes",
+        f"write {key}",
+        f"claim {rid}",
+        "publish request.completed",
+        f"mark_published {rid}",
+    ]
+
+
+async def test_the_output_csv_has_the_five_column_header_and_rows_in_input_order(
+    world: World,
+) -> None:
+    rid = new_request(world)
+
+    await world.outcomes(failed(rid, 0, 1, B), processed(rid, 1, 0, C), processed(rid, 0, 0, A))
+
+    data, content_type = world.files.stored[f"outputs/output_{rid}.csv"]
+    assert content_type == "text/csv; charset=utf-8"
+    rows = read_csv(data)
+    assert rows[0] == HEADER
+    assert rows[1:] == [
+        [
+            "1",
+            "SKU1",
+            f"{A},{B}",
+            f"{FILES}/images/{rid}/000001-01-x.jpg,",
+            f"{B} -> http_404: not found",
+        ],
+        ["2", "SKU2", C, f"{FILES}/images/{rid}/000002-01-x.jpg", ""],
+    ]
+
+
+async def test_a_completed_request_publishes_exactly_one_request_completed_with_its_counts(
+    world: World,
+) -> None:
+    rid = new_request(world, webhook_url=HOOK)
+
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    [event] = world.completions()
+    key = f"outputs/output_{rid}.csv"
+    assert event.request_id == rid
+    assert event.status == "Completed"
+    assert (event.total, event.processed, event.failed) == (3, 2, 1)
+    assert event.output_csv_path == key
+    assert event.output_csv_url == world.files.url_for(key)
+    assert event.webhook_url == HOOK
+    stored = world.repository.requests[rid]
+    assert stored["status"] == "Completed"
+    assert stored["output_csv_path"] == key
+    assert "outbox_pending" not in stored
+    assert all(p["processed"] for p in world.repository.products.values())
+
+
+async def test_a_request_whose_every_image_failed_completes_as_failed(world: World) -> None:
+    rid = new_request(world, webhook_url=None)
+
+    await world.outcomes(failed(rid, 0, 0, A), failed(rid, 0, 1, B), failed(rid, 1, 0, C))
+
+    [event] = world.completions()
+    assert event.status == "Failed"
+    assert (event.total, event.processed, event.failed) == (3, 0, 3)
+    assert event.webhook_url is None
+    assert world.repository.requests[rid]["status"] == "Failed"
+
+
+async def test_a_redelivered_batch_that_completes_the_same_request_publishes_nothing_more(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    batch = (processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    await world.outcomes(*batch)
+
+    await world.outcomes(*batch, attempt=2)
+
+    assert len(world.completions()) == 1
+    assert world.repository.requests[rid]["processed"] == 2
+    assert world.repository.requests[rid]["failed"] == 1
+
+
+async def test_a_duplicate_outcome_within_a_batch_counts_once_and_completes_nothing(
+    world: World,
+) -> None:
+    rid = new_request(world)
+
+    await world.outcomes(processed(rid, 0, 0, A), processed(rid, 0, 0, A), failed(rid, 0, 1, B))
+
+    assert world.broker.published == []
+    assert world.repository.requests[rid]["processed"] == 1
+
+
+async def test_a_batch_with_an_event_that_is_not_an_image_outcome_is_rejected_unrecorded(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    accepted = RequestAccepted(request_id=rid, rows=2, images=3, status_url="https://s.test/x")
+
+    with pytest.raises(Reject):
+        await world.outcomes(processed(rid, 0, 0, A), accepted)
+
+    assert "record_outcomes" not in world.log
+    assert world.repository.facts == {}
+
+
+@pytest.mark.parametrize("method", ["record_outcomes", "recount", "claim_completion"])
+async def test_a_lost_database_connection_makes_the_batch_unavailable(
+    world: World, method: str
+) -> None:
+    rid = new_request(world)
+    world.repository.broken[method] = ConnectionFailure("connection refused")
+
+    with pytest.raises(Unavailable):
+        await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    assert world.completions() == []
+
+
+async def test_a_consumer_that_loses_the_claim_to_another_publishes_nothing(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B))
+    world.repository.facts[f"{rid}:1:0"] = outcome_document(
+        processed(rid, 1, 0, C), datetime.now(UTC)
+    )
+
+    def another_consumer_completes(request_id: str) -> None:
+        world.repository.requests[request_id]["status"] = "Completed"
+
+    world.repository.before_claim = another_consumer_completes
+
+    await complete_request(
+        Progress(rid, total=3, processed=1, failed=1, status="Pending"),
+        repository=world.repository,  # type: ignore[arg-type]
+        broker=world.broker,
+        files=world.files,
+    )
+
+    assert f"claim {rid}" in world.log
+    assert world.broker.published == []
+    assert "outbox_pending" not in world.repository.requests[rid]
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+
+async def test_a_completion_that_could_not_be_published_stays_pending_in_the_outbox(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    world.broker.broken = ConnectionError("broker gone")
+
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    stored = world.repository.requests[rid]
+    assert stored["status"] == "Completed"
+    assert stored["outbox_pending"] is True
+    assert f"mark_published {rid}" not in world.log
+
+
+async def test_the_relay_publishes_a_pending_completion_later_and_marks_it_published(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    world.broker.broken = ConnectionError("broker gone")
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    claimed_event = world.repository.requests[rid]["completion_event"]
+    world.broker.broken = None
+    world.repository.requests[rid]["completed_at"] -= timedelta(minutes=5)
+
+    relayed = await world.relay(grace=60)
+
+    assert relayed == 1
+    [event] = world.completions()
+    assert event.model_dump(mode="json") == claimed_event
+    assert event.request_id == rid
+    assert "outbox_pending" not in world.repository.requests[rid]
+    assert await world.relay(grace=60) == 0
+    assert len(world.completions()) == 1
+
+
+async def test_the_relay_leaves_a_completion_younger_than_the_grace_period_to_its_claimer(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    world.broker.broken = ConnectionError("broker gone")
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    world.broker.broken = None
+
+    relayed = await world.relay(grace=60)
+
+    assert relayed == 0
+    assert world.completions() == []
+    assert world.repository.requests[rid]["outbox_pending"] is True
+
+
+async def test_a_relay_whose_publish_fails_again_keeps_the_completion_pending(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    world.broker.broken = ConnectionError("broker gone")
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    world.repository.requests[rid]["completed_at"] -= timedelta(minutes=5)
+
+    await world.relay(grace=60)
+
+    assert world.completions() == []
+    assert world.repository.requests[rid]["outbox_pending"] is True
+
+
+# --- webhook outcomes -------------------------------------------------------------------------
+
+
+def webhook_event(kind: str, request_id: str, webhook_id: str) -> Event:
+    common: dict[str, Any] = {"request_id": request_id, "webhook_id": webhook_id, "url": HOOK}
+    if kind == "delivered":
+        return WebhookDelivered(**common, attempts=2, status_code=204)
+    if kind == "retrying":
+        return WebhookAttemptFailed(**common, attempts=1, status_code=503, reason="http_503")
+    return WebhookFailed(**common, attempts=4, status_code=500, reason="http_500")
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempt", "outcome", "status_code", "reason"),
+    [
+        ("delivered", 2, "delivered", 204, None),
+        ("retrying", 1, "failed", 503, "http_503"),
+        ("failed", 4, "failed", 500, "http_500"),
+    ],
+)
+async def test_a_webhook_outcome_is_recorded_with_its_state_attempt_and_status_code(
+    world: World, kind: str, attempt: int, outcome: str, status_code: int, reason: str | None
+) -> None:
+    rid = new_request(world)
+    webhook_id = uuid.uuid4().hex
+    event = webhook_event(kind, rid, webhook_id)
+
+    await world.webhook_outcome(event)
+
+    webhook = world.repository.requests[rid]["webhook"]
+    assert webhook["status"] == kind
+    assert webhook["attempts"] == attempt
+    assert webhook["status_code"] == status_code
+    assert webhook["url"] == HOOK
+    assert webhook["webhook_id"] == webhook_id
+    assert webhook["history"] == [
+        {
+            "attempt": attempt,
+            "outcome": outcome,
+            "status_code": status_code,
+            "reason": reason,
+            "at": event.occurred_at,
+        }
+    ]
+
+
+async def test_a_lost_database_connection_makes_a_webhook_outcome_unavailable(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    world.repository.broken["record_webhook_attempt"] = ConnectionFailure("connection refused")
+
+    with pytest.raises(Unavailable):
+        await world.webhook_outcome(webhook_event("delivered", rid, uuid.uuid4().hex))
+
+
+async def test_an_event_that_is_not_a_webhook_outcome_is_rejected(world: World) -> None:
+    rid = new_request(world)
+
+    with pytest.raises(Reject):
+        await world.webhook_outcome(processed(rid, 0, 0, A))
+
+    assert "webhook" not in world.repository.requests[rid]
