@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import aiohttp
 import typer
@@ -160,6 +160,11 @@ def submit(
     if not wait:
         print(json.dumps(result) if as_json else result["request_id"])
         return
+    _report(result, as_json)
+
+
+def _report(result: dict[str, Any], as_json: bool) -> NoReturn:
+    """Print a final status (a summary, or JSON) and exit with its code."""
     print(json.dumps(result) if as_json else summary(result))
     raise typer.Exit(exit_code(result))
 
@@ -172,9 +177,7 @@ def status(
     status_url: StatusUrl = "http://localhost:8010",
 ) -> None:
     """Where a request is now."""
-    result = _run(ingest_url, status_url, lambda client: client.status(request_id))
-    print(json.dumps(result) if as_json else summary(result))
-    raise typer.Exit(exit_code(result))
+    _report(_run(ingest_url, status_url, lambda client: client.status(request_id)), as_json)
 
 
 @app.command()
@@ -185,9 +188,9 @@ def watch(
     status_url: StatusUrl = "http://localhost:8010",
 ) -> None:
     """Follow a request live until it is done."""
-    result = _run(ingest_url, status_url, lambda client: follow(client, request_id, as_json))
-    print(json.dumps(result) if as_json else summary(result))
-    raise typer.Exit(exit_code(result))
+    _report(
+        _run(ingest_url, status_url, lambda client: follow(client, request_id, as_json)), as_json
+    )
 
 
 @app.command()

@@ -13,7 +13,7 @@ from imgpipe_contracts.events import RequestCompleted, RequestState
 class WebhookPayload(BaseModel):
     """What a receiver gets, signed per Standard Webhooks; `webhook-id` is the event id."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: Literal["request.completed"] = "request.completed"
     request_id: str
@@ -27,13 +27,5 @@ class WebhookPayload(BaseModel):
 
     @classmethod
     def of(cls, event: RequestCompleted) -> WebhookPayload:
-        return cls(
-            request_id=event.request_id,
-            status=event.status,
-            output_csv_url=event.output_csv_url,
-            output_csv_path=event.output_csv_path,
-            total=event.total,
-            processed=event.processed,
-            failed=event.failed,
-            completed_at=event.occurred_at,
-        )
+        # The event's other fields (webhook_url, event_id, ...) are not part of the payload.
+        return cls.model_validate(event.model_dump() | {"completed_at": event.occurred_at})

@@ -12,12 +12,9 @@ from imgpipe_ingest import metrics
 from imgpipe_ingest.body_limit import BodySizeLimit
 from imgpipe_ingest.bootstrap import bootstrap
 from imgpipe_ingest.config import Settings
-from imgpipe_ingest.deps import adapters
 from imgpipe_ingest.routes import upload
 from imgpipe_ingest.schemas import ProblemOut, UploadRejected
-from imgpipe_runtime.health import health_router
-from imgpipe_runtime.metrics import metrics_router
-from imgpipe_runtime.web import bootstrap_lifespan
+from imgpipe_runtime.web import service_app
 
 
 async def form_rejected(request: Request, exc: Exception) -> JSONResponse:
@@ -73,13 +70,12 @@ class UploadOutcomes:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(
+    app = service_app(
         title="imgpipe ingest",
-        version="0.1.0",
         description="Upload a CSV of products and image URLs; get a request id at once.",
-        lifespan=bootstrap_lifespan(lambda: bootstrap(settings)),
+        settings=settings,
+        open_adapters=lambda: bootstrap(settings),
     )
-    app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(UploadOutcomes)  # added last: outermost, so it sees BodySizeLimit's 413
     # The dashboard (served by the status service) uploads from the browser.
@@ -91,7 +87,5 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, form_rejected)
     app.include_router(upload.router)
-    app.include_router(health_router(adapters))
-    app.include_router(metrics_router())
 
     return app

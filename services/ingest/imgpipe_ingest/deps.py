@@ -12,15 +12,15 @@ from imgpipe_ingest.repository import RequestRepository
 from imgpipe_runtime.broker import Broker
 from imgpipe_runtime.web import from_state
 
-adapters = from_state("adapters", Ingest)
+_adapters = from_state("adapters", Ingest)
 
 
 def _repository(request: Request) -> RequestRepository:
-    return adapters(request).repository
+    return _adapters(request).repository
 
 
 def _broker(request: Request) -> Broker:
-    return adapters(request).broker
+    return _adapters(request).broker
 
 
 SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]

@@ -7,25 +7,20 @@ from standardwebhooks.webhooks import Webhook
 
 from imgpipe_notifier.bootstrap import bootstrap
 from imgpipe_notifier.config import Settings
-from imgpipe_notifier.deps import adapters
 from imgpipe_notifier.receiver import ReceivedWebhooks
 from imgpipe_notifier.routes import webhook
-from imgpipe_runtime.health import health_router
-from imgpipe_runtime.metrics import metrics_router
-from imgpipe_runtime.web import bootstrap_lifespan
+from imgpipe_runtime.web import service_app
 
 
 def create_app(settings: Settings) -> FastAPI:
     signer = Webhook(settings.webhook_secret)
 
-    app = FastAPI(
+    app = service_app(
         title="imgpipe notifier",
-        version="0.1.0",
         description="Signed completion webhooks, and a demo receiver at /webhook/.",
-        lifespan=bootstrap_lifespan(lambda: bootstrap(settings, signer)),
+        settings=settings,
+        open_adapters=lambda: bootstrap(settings, signer),
     )
     app.state.received = ReceivedWebhooks(signer, settings.received_webhooks_kept)
     app.include_router(webhook.router)
-    app.include_router(health_router(adapters))
-    app.include_router(metrics_router())
     return app

@@ -1,4 +1,4 @@
-"""Typed access, for the routes, to what the app and its bootstrap built."""
+"""Typed access, for the routes, to what the app built."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from imgpipe_notifier.bootstrap import Notifier
 from imgpipe_notifier.receiver import ReceivedWebhooks
 from imgpipe_runtime.web import from_state
-
-adapters = from_state("adapters", Notifier)
 
 ReceivedDep = Annotated[ReceivedWebhooks, Depends(from_state("received", ReceivedWebhooks))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
 from imgpipe_processor import metrics
@@ -60,10 +61,7 @@ async def handle_image_requested(
     await files.write(key, result.jpeg, "image/jpeg")
     await broker.publish(
         ImageProcessed(
-            request_id=job.request_id,
-            row_index=job.row_index,
-            position=job.position,
-            input_url=job.url,
+            **_about(job),
             output_key=key,
             output_url=files.url_for(key),
             width=result.width,
@@ -84,14 +82,16 @@ async def _publish_failure(
 ) -> None:
     log.info("image %s failed: %s (%s)", job.image_id, reason, detail)
     await broker.publish(
-        ImageFailed(
-            request_id=job.request_id,
-            row_index=job.row_index,
-            position=job.position,
-            input_url=job.url,
-            reason=reason,
-            detail=detail,
-            attempts=attempts,
-        )
+        ImageFailed(**_about(job), reason=reason, detail=detail, attempts=attempts)
     )
     metrics.IMAGES_FAILED.labels(reason).inc()
+
+
+def _about(job: ImageRequested) -> dict[str, Any]:
+    """The fields by which an outcome names its job's image."""
+    return {
+        "request_id": job.request_id,
+        "row_index": job.row_index,
+        "position": job.position,
+        "input_url": job.url,
+    }

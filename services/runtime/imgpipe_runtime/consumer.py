@@ -20,13 +20,7 @@ from imgpipe_contracts.events import Event, parse_event
 from imgpipe_contracts.topology import QueueSpec, Topology
 from imgpipe_runtime import metrics
 from imgpipe_runtime.logs import EVENT_ID, REQUEST_ID
-from imgpipe_runtime.retry import (
-    ATTEMPT_HEADER,
-    ERROR_HEADER,
-    Reject,
-    ToDeadLetterQueue,
-    settle,
-)
+from imgpipe_runtime.retry import ATTEMPT_HEADER, ERROR_HEADER, Reject, ToDeadLetterQueue, settle
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 from fastapi import APIRouter, Request
@@ -31,13 +30,14 @@ class Checkable(Protocol):
     async def health(self) -> Health: ...
 
 
-def health_router(adapters: Callable[[Request], Checkable]) -> APIRouter:
-    """`/healthz` over the adapters that `adapters(request)` returns."""
+def health_router() -> APIRouter:
+    """`/healthz` over the adapters in `app.state.adapters` (put there by the lifespan)."""
     router = APIRouter()
 
     @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     async def healthz(request: Request) -> JSONResponse:
-        health = await adapters(request).health()
+        adapters: Checkable = request.app.state.adapters
+        health = await adapters.health()
         code = 200 if health.status == "ok" else 503
         return JSONResponse(health.model_dump(exclude_none=True), status_code=code)
 

@@ -1,5 +1,5 @@
-"""What the three HTTP services share in wiring: a lifespan that runs the service's bootstrap,
-and typed access to what it built."""
+"""What the three HTTP services share in wiring: the app with its lifespan, which runs the
+service's bootstrap, its health and metrics routes, and typed access to what it built."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+
+from imgpipe_runtime.health import health_router
+from imgpipe_runtime.metrics import metrics_router
 
 T = TypeVar("T")
 
@@ -25,6 +28,27 @@ def bootstrap_lifespan(open_adapters: Callable[[], AbstractAsyncContextManager[A
             yield
 
     return lifespan
+
+
+def service_app(
+    *,
+    title: str,
+    description: str,
+    settings: object,
+    open_adapters: Callable[[], AbstractAsyncContextManager[Any]],
+) -> FastAPI:
+    """The FastAPI app of one service: its settings in `app.state.settings`, its adapters
+    opened by the lifespan, and `/healthz` and `/metrics` over them."""
+    app = FastAPI(
+        title=title,
+        version="0.1.0",
+        description=description,
+        lifespan=bootstrap_lifespan(open_adapters),
+    )
+    app.state.settings = settings
+    app.include_router(health_router())
+    app.include_router(metrics_router())
+    return app
 
 
 def from_state(name: str, kind: type[T]) -> Callable[[Request], T]:

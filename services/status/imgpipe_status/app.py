@@ -5,12 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from imgpipe_runtime.health import health_router
-from imgpipe_runtime.metrics import metrics_router
-from imgpipe_runtime.web import bootstrap_lifespan
+from imgpipe_runtime.web import service_app
 from imgpipe_status.bootstrap import bootstrap
 from imgpipe_status.config import Settings
-from imgpipe_status.deps import adapters
 from imgpipe_status.routes import dashboard, requests, status
 from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 
@@ -18,18 +15,15 @@ from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 def create_app(settings: Settings) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    app = FastAPI(
+    app = service_app(
         title="imgpipe status",
-        version="0.1.0",
         description="Processing status of uploads, output CSVs and processed images.",
-        lifespan=bootstrap_lifespan(lambda: bootstrap(settings)),
+        settings=settings,
+        open_adapters=lambda: bootstrap(settings),
     )
-    app.state.settings = settings
     app.include_router(status.router)
     app.include_router(requests.router)
     app.include_router(dashboard.router)
-    app.include_router(health_router(adapters))
-    app.include_router(metrics_router())
 
     app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")

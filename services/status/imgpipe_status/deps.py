@@ -11,11 +11,11 @@ from imgpipe_status.bootstrap import Status
 from imgpipe_status.config import Settings
 from imgpipe_status.repository import StatusRepository
 
-adapters = from_state("adapters", Status)
+_adapters = from_state("adapters", Status)
 
 
 def _repository(request: Request) -> StatusRepository:
-    return adapters(request).repository
+    return _adapters(request).repository
 
 
 SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -84,11 +84,22 @@ class ProgressOut(BaseModel):
         return cls(total=doc["total"], processed=doc["processed"], failed=doc["failed"])
 
 
-class FailureOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_FAILURE_EXAMPLE]})
+class PlacedImage(BaseModel):
+    """An image named by where it sits in the uploaded file."""
 
     row: int = Field(description="1-based data row of the uploaded file")
     position: int = Field(description="1-based position of the URL in its row")
+
+    @classmethod
+    def of(cls, fact: Mapping[str, Any]) -> Self:
+        """From an `images` fact (0-based `row_index` and `position`, `input_url`)."""
+        place = {"row": fact["row_index"] + 1, "position": fact["position"] + 1}
+        return cls.model_validate({**fact, **place, "url": fact["input_url"]})
+
+
+class FailureOut(PlacedImage):
+    model_config = ConfigDict(json_schema_extra={"examples": [_FAILURE_EXAMPLE]})
+
     url: str
     reason: str
     detail: str
@@ -152,9 +163,7 @@ class RequestSummaryOut(BaseModel):
     created_at: datetime
 
 
-class ImageOut(BaseModel):
-    row: int = Field(description="1-based data row of the uploaded file")
-    position: int = Field(description="1-based position of the URL in its row")
+class ImageOut(PlacedImage):
     input_url: str
     output_url: str
     width: int

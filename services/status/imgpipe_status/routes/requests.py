@@ -47,16 +47,4 @@ async def processed_images(
     """The first processed images in file order, with their sizes before and after."""
     if await repository.get_request(request_id) is None:
         raise HTTPException(404, not_found_message(request_id))
-    return [
-        ImageOut(
-            row=doc["row_index"] + 1,
-            position=doc["position"] + 1,
-            input_url=doc["input_url"],
-            output_url=doc["output_url"],
-            width=doc["width"],
-            height=doc["height"],
-            bytes_in=doc["bytes_in"],
-            bytes_out=doc["bytes_out"],
-        )
-        for doc in await repository.processed_images(request_id, limit)
-    ]
+    return [ImageOut.of(doc) for doc in await repository.processed_images(request_id, limit)]

@@ -41,16 +41,7 @@ async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
         bytes_in=doc.get("bytes_in", 0),
         bytes_out=doc.get("bytes_out", 0),
         failures_by_reason=doc.get("failures_by_reason", {}),
-        failures=[
-            FailureOut(
-                row=f["row_index"] + 1,
-                position=f["position"] + 1,
-                url=f["input_url"],
-                reason=f["reason"],
-                detail=f["detail"],
-            )
-            for f in failed
-        ],
+        failures=[FailureOut.of(f) for f in failed],
         created_at=doc["created_at"],
         completed_at=doc.get("completed_at"),
         webhook=WebhookOut.model_validate(webhook) if webhook else None,
