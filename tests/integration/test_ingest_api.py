@@ -616,7 +616,8 @@ async def test_openapi_documents_every_upload_response(
         schema = await response.json()
 
     upload = schema["paths"]["/upload/"]["post"]
-    assert set(upload["responses"]) == {"202", "400", "413", "415", "422", "503"}
+    assert set(upload["responses"]) == {"202", "400", "401", "413", "415", "422", "429", "503"}
+    assert upload["security"] == [{"HTTPBearer": []}]
     assert "/upload" not in schema["paths"]
     form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["$ref"].startswith("#/components/schemas/")

@@ -18,10 +18,23 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, session: aiohttp.ClientSession, ingest_url: str, status_url: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ingest_url: str,
+        status_url: str,
+        api_key: str | None = None,
+    ) -> None:
         self._session = session
         self._ingest = ingest_url.rstrip("/")
         self._status = status_url.rstrip("/")
+        self._api_key = api_key
+
+    def _auth(self, url: str) -> dict[str, str]:
+        """The key goes only to imgpipe's own services: never to an object store or a CDN
+        that a download link may point at (it would leak, and break presigned URLs)."""
+        own = url.startswith((f"{self._ingest}/", f"{self._status}/"))
+        return {"Authorization": f"Bearer {self._api_key}"} if own and self._api_key else {}
 
     async def submit(self, csv_path: Path, webhook_url: str | None) -> dict[str, Any]:
         content = await asyncio.to_thread(csv_path.read_bytes)
@@ -39,10 +52,10 @@ class Client:
         last_id: str | None = None
         failures = 0
         while True:
-            headers = {"Accept": "text/event-stream"}
+            url = f"{self._status}/status/{request_id}/events"
+            headers = {"Accept": "text/event-stream", **self._auth(url)}
             if last_id is not None:
                 headers["Last-Event-ID"] = last_id
-            url = f"{self._status}/status/{request_id}/events"
             try:
                 async with self._session.get(
                     url, headers=headers, timeout=aiohttp.ClientTimeout(sock_read=60)
@@ -63,7 +76,7 @@ class Client:
                 await asyncio.sleep(min(0.5 * failures, 5))
 
     async def download(self, url: str, target: Path) -> int:
-        async with self._session.get(url) as response:
+        async with self._session.get(url, headers=self._auth(url)) as response:
             if response.status != 200:
                 raise ApiError(await _explain(response))
             data = await response.read()
@@ -72,7 +85,8 @@ class Client:
 
     async def _json(self, method: str, url: str, *, expect: int, **kwargs: Any) -> dict[str, Any]:
         try:
-            async with self._session.request(method, url, **kwargs) as response:
+            headers = self._auth(url)
+            async with self._session.request(method, url, headers=headers, **kwargs) as response:
                 if response.status != expect:
                     raise ApiError(await _explain(response))
                 body: dict[str, Any] = await response.json()

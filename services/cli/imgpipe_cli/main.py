@@ -31,6 +31,7 @@ from rich.text import Text
 
 from imgpipe_cli.client import ApiError, Client
 from imgpipe_cli.dlq import dlq
+from imgpipe_cli.keys import keys
 from imgpipe_contracts.events import FINAL_STATES
 
 T = TypeVar("T")
@@ -42,19 +43,34 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(dlq, name="dlq")
+app.add_typer(keys, name="keys")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 IngestUrl = Annotated[str, typer.Option(envvar="IMGPIPE_INGEST_URL", help="The ingest service.")]
 StatusUrl = Annotated[str, typer.Option(envvar="IMGPIPE_STATUS_URL", help="The status service.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="IMGPIPE_API_KEY",
+        help="Your API key (when the services require one).",
+        show_default=False,
+    ),
+]
 
 
-def _run(ingest_url: str, status_url: str, work: Callable[[Client], Awaitable[T]]) -> T:
+def _run(
+    ingest_url: str,
+    status_url: str,
+    work: Callable[[Client], Awaitable[T]],
+    api_key: str | None = None,
+) -> T:
     async def main() -> T:
         timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            return await work(Client(session, ingest_url, status_url))
+            return await work(Client(session, ingest_url, status_url, api_key))
 
     try:
         return asyncio.run(main())
@@ -145,6 +161,7 @@ def submit(
     as_json: AsJson = False,
     ingest_url: IngestUrl = "http://localhost:8000",
     status_url: StatusUrl = "http://localhost:8010",
+    api_key: ApiKey = None,
 ) -> None:
     """Upload a CSV; print its request id (with --wait, follow it to the end)."""
 
@@ -156,7 +173,7 @@ def submit(
             out.print(accepted["request_id"], highlight=False)
         return await follow(client, accepted["request_id"], as_json)
 
-    result = _run(ingest_url, status_url, work)
+    result = _run(ingest_url, status_url, work, api_key)
     if not wait:
         print(json.dumps(result) if as_json else result["request_id"])
         return
@@ -175,9 +192,12 @@ def status(
     as_json: AsJson = False,
     ingest_url: IngestUrl = "http://localhost:8000",
     status_url: StatusUrl = "http://localhost:8010",
+    api_key: ApiKey = None,
 ) -> None:
     """Where a request is now."""
-    _report(_run(ingest_url, status_url, lambda client: client.status(request_id)), as_json)
+    _report(
+        _run(ingest_url, status_url, lambda client: client.status(request_id), api_key), as_json
+    )
 
 
 @app.command()
@@ -186,10 +206,11 @@ def watch(
     as_json: AsJson = False,
     ingest_url: IngestUrl = "http://localhost:8000",
     status_url: StatusUrl = "http://localhost:8010",
+    api_key: ApiKey = None,
 ) -> None:
     """Follow a request live until it is done."""
     _report(
-        _run(ingest_url, status_url, lambda client: follow(client, request_id, as_json)), as_json
+        _run(ingest_url, status_url, lambda c: follow(c, request_id, as_json), api_key), as_json
     )
 
 
@@ -199,6 +220,7 @@ def download(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to save it.")] = None,
     ingest_url: IngestUrl = "http://localhost:8000",
     status_url: StatusUrl = "http://localhost:8010",
+    api_key: ApiKey = None,
 ) -> None:
     """Save a finished request's output CSV (default: output_<id>.csv)."""
 
@@ -209,7 +231,7 @@ def download(
         target = output or Path(f"output_{request_id}.csv")
         return current, await client.download(current["output_csv_url"], target)
 
-    current, size = _run(ingest_url, status_url, work)
+    current, size = _run(ingest_url, status_url, work, api_key)
     if not size:
         err.print(f"imgpipe: {request_id} is {current['status']}; its CSV is not ready yet")
         raise typer.Exit(NOT_FINISHED)

@@ -6,6 +6,8 @@ through these helpers.
 - `products`: the seed's table, one document per CSV row, `_id` = `<request>:<row, 7 digits>`; the
   `input_image_urls` / `output_image_urls` arrays keep the CSV's order (a failed image leaves
   `None` at its position and its reason at the same position of `errors`).
+- `api_keys`: one document per API key (`_id` = key id): its tenant and a salted hash.
+- `upload_windows`: uploads per tenant and minute (`_id` = `<tenant>:<minute>`), for the limit.
 - `images`: one outcome fact per image, `_id` = `<request>:<row>:<position>`. Inserting it is
   how an outcome is counted, so a redelivered event hits the unique `_id` and counts nothing.
 """
@@ -19,6 +21,8 @@ from typing import Any
 REQUESTS = "requests"
 PRODUCTS = "products"
 IMAGES = "images"
+API_KEYS = "api_keys"
+UPLOAD_WINDOWS = "upload_windows"
 DUPLICATE_KEY = 11000
 
 
@@ -34,10 +38,16 @@ def products_of(request_id: str) -> dict[str, Any]:
 
 
 def request_document(
-    request_id: str, rows: int, total: int, webhook_url: str | None, now: datetime
+    request_id: str,
+    rows: int,
+    total: int,
+    webhook_url: str | None,
+    now: datetime,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
     return {
         "_id": request_id,
+        "tenant": tenant,
         "status": "Pending",
         "rows": rows,
         "total": total,
@@ -71,6 +81,20 @@ def product_document(
     }
 
 
+def api_key_document(
+    key_id: str, tenant: str, salt: str, digest: str, now: datetime
+) -> dict[str, Any]:
+    """An API key as stored: never the key itself, only a salted hash of its secret."""
+    return {
+        "_id": key_id,
+        "tenant": tenant,
+        "salt": salt,
+        "hash": digest,
+        "created_at": now,
+        "revoked_at": None,
+    }
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """A secondary index that some query of the services needs."""
@@ -88,4 +112,6 @@ INDEXES = (
     ),
     IndexSpec(REQUESTS, (("outbox_pending", 1),), "outbox_pending"),
     IndexSpec(REQUESTS, (("created_at", -1),), "newest_first"),
+    IndexSpec(REQUESTS, (("tenant", 1), ("created_at", -1)), "tenant_newest_first"),
+    IndexSpec(REQUESTS, (("tenant", 1), ("status", 1)), "tenant_by_status"),
 )

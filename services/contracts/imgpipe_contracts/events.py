@@ -67,6 +67,7 @@ class RequestAccepted(Event):
     images: int
     webhook_url: str | None = None
     status_url: str
+    tenant: str | None = Field(default=None, description="Who uploaded it (None: AUTH_MODE=off).")
 
 
 class ImageRequested(Event, ImageRef):

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe_ingest import metrics
+from imgpipe_ingest.access import UPLOAD_PATHS, UploadAccess
 from imgpipe_ingest.body_limit import BodySizeLimit
 from imgpipe_ingest.bootstrap import bootstrap
 from imgpipe_ingest.config import Settings
@@ -34,9 +35,6 @@ async def form_rejected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=422)
 
 
-_UPLOAD = ("/upload/", "/upload")
-
-
 class UploadOutcomes:
     """Counts every upload's answer by status. Middleware, because the answer may come from
     the route, the form-error handler or BodySizeLimit's 413, which this wraps."""
@@ -45,7 +43,11 @@ class UploadOutcomes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _UPLOAD:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in UPLOAD_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         status: int | None = None
@@ -76,8 +78,11 @@ def create_app(settings: Settings) -> FastAPI:
         settings=settings,
         open_adapters=lambda: bootstrap(settings),
     )
+    # Added innermost first: UploadAccess decides the tenant's cap before BodySizeLimit reads
+    # the body, and UploadOutcomes counts every answer, 401, 413 and 429 included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(UploadOutcomes)  # added last: outermost, so it sees BodySizeLimit's 413
+    app.add_middleware(UploadAccess)
+    app.add_middleware(UploadOutcomes)
     # The dashboard (served by the status service) uploads from the browser.
     app.add_middleware(
         CORSMiddleware,

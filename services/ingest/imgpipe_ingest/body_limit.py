@@ -27,9 +27,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # A tenant's own cap, when UploadAccess set one; else MAX_UPLOAD_BYTES.
+        max_bytes: int = scope.get("state", {}).get("max_upload_bytes", self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._reject(send, max_bytes)
             return
         received = 0
         exceeded = False
@@ -42,7 +44,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     exceeded = True
                     raise _TooLarge
             return message
@@ -60,7 +62,7 @@ class BodySizeLimit:
         if exceeded and not started:
             if not body_done:
                 await self._discard_rest(receive)
-            await self._reject(send)
+            await self._reject(send, max_bytes)
 
     async def _discard_rest(self, receive: Receive) -> None:
         """Read (and drop) a bounded amount of what the client is still sending.
@@ -76,9 +78,9 @@ class BodySizeLimit:
                 return
             budget -= len(message.get("body", b""))
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, max_bytes: int) -> None:
         body = json.dumps(
-            {"detail": f"the upload is larger than {self.max_bytes} bytes; split the file"}
+            {"detail": f"the upload is larger than {max_bytes} bytes; split the file"}
         ).encode()
         await send(
             {

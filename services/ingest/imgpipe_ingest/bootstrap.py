@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_ingest.config import Settings
 from imgpipe_ingest.repository import RequestRepository
+from imgpipe_runtime.auth import Authenticator, KeyStore
 from imgpipe_runtime.broker import Broker, running_broker
 from imgpipe_runtime.health import Health, health_of
 from imgpipe_runtime.mongo import Document, connected_database, ping
@@ -22,6 +23,7 @@ class Ingest:
     db: AsyncDatabase[Document]
     repository: RequestRepository
     broker: Broker
+    authenticator: Authenticator
 
     async def health(self) -> Health:
         return health_of(self.broker.is_connected, await ping(self.db))
@@ -34,4 +36,5 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Ingest]:
         connected_database(settings) as db,
         running_broker(settings, "imgpipe-ingest") as broker,
     ):
-        yield Ingest(db, RequestRepository(db), broker)
+        authenticator = Authenticator(KeyStore(db), settings.api_keys, settings.key_cache_seconds)
+        yield Ingest(db, RequestRepository(db), broker, authenticator)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from imgpipe_ingest.csv_format import CsvLimits
 from imgpipe_runtime.settings import (
+    AuthSettings,
     BrokerSettings,
     MongoSettings,
     NetworkSettings,
@@ -15,7 +16,17 @@ from imgpipe_runtime.settings import (
 )
 
 
-class Settings(BrokerSettings, MongoSettings, NetworkSettings, PublicUrlSettings):
+class TenantLimits(BaseModel):
+    """What one tenant may do (the ingest enforces these when AUTH_MODE=required)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uploads_per_minute: int = Field(default=60, ge=1)
+    images_in_flight: int = Field(default=1_000_000, ge=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+
+
+class Settings(AuthSettings, BrokerSettings, MongoSettings, NetworkSettings, PublicUrlSettings):
     ingest_port: int = 8000
     dashboard_origins: str = Field(
         default="",
@@ -28,6 +39,31 @@ class Settings(BrokerSettings, MongoSettings, NetworkSettings, PublicUrlSettings
     max_images: int = Field(default=500_000, ge=1)
     max_cell_chars: int = Field(default=10_000, ge=100)
     max_url_length: int = Field(default=2_048, ge=64)
+    tenant_uploads_per_minute: int = Field(default=60, ge=1)
+    tenant_images_in_flight: int = Field(default=1_000_000, ge=1)
+    tenant_max_upload_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Bytes per upload of one tenant (unset: MAX_UPLOAD_BYTES).",
+    )
+    tenant_limits: dict[str, TenantLimits] = Field(
+        default_factory=dict,
+        description='Per-tenant overrides as JSON, e.g. {"acme": {"uploads_per_minute": 10}}.',
+    )
+
+    def limits_of(self, tenant: str) -> TenantLimits:
+        """The tenant's limits: its overrides over the defaults (only with AUTH_MODE=required)."""
+        defaults = TenantLimits(
+            uploads_per_minute=self.tenant_uploads_per_minute,
+            images_in_flight=self.tenant_images_in_flight,
+            max_upload_bytes=min(
+                self.tenant_max_upload_bytes or self.max_upload_bytes, self.max_upload_bytes
+            ),
+        )
+        override = self.tenant_limits.get(tenant)
+        if override is None:
+            return defaults
+        return defaults.model_copy(update=override.model_dump(exclude_unset=True))
 
     def cors_origins(self) -> list[str]:
         parts = urlsplit(self.public_base_url)

@@ -10,7 +10,7 @@ from imgpipe_ingest.bootstrap import Ingest
 from imgpipe_ingest.config import Settings
 from imgpipe_ingest.repository import RequestRepository
 from imgpipe_runtime.broker import Broker
-from imgpipe_runtime.web import from_state
+from imgpipe_runtime.web import BearerKey, from_state
 
 _adapters = from_state("adapters", Ingest)
 
@@ -26,3 +26,5 @@ def _broker(request: Request) -> Broker:
 SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 RepositoryDep = Annotated[RequestRepository, Depends(_repository)]
 BrokerDep = Annotated[Broker, Depends(_broker)]
+
+__all__ = ["BearerKey", "BrokerDep", "RepositoryDep", "SettingsDep"]

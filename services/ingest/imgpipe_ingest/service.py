@@ -53,6 +53,7 @@ async def accept_upload(
     repository: RequestRepository,
     broker: Broker,
     public_base_url: str,
+    tenant: str | None = None,
 ) -> str:
     """Record the request and queue its images; return the new request id.
 
@@ -65,7 +66,7 @@ async def accept_upload(
     now = datetime.now(UTC)
     images = sum(len(r.urls) for r in rows)
     try:
-        await repository.add_request(request_id, len(rows), images, webhook_url, now)
+        await repository.add_request(request_id, len(rows), images, webhook_url, now, tenant)
     except Exception as exc:
         raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
     publishing: asyncio.Task[None] | None = None
@@ -87,6 +88,7 @@ async def accept_upload(
                 images=images,
                 webhook_url=webhook_url,
                 status_url=status_url(public_base_url, request_id),
+                tenant=tenant,
             )
         )
     except Exception as exc:

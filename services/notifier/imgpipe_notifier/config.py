@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,7 +15,6 @@ DEVELOPMENT_SECRET = "whsec_" + base64.b64encode(b"imgpipe-development-secret-32
 
 
 class Settings(BrokerSettings, NetworkSettings):
-    environment: Literal["development", "production"] = "development"
     notifier_port: int = 8020
     webhook_secret: str = Field(
         default=DEVELOPMENT_SECRET,

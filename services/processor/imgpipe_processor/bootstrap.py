@@ -16,6 +16,7 @@ from imgpipe_processor.handlers import handle_image_requested
 from imgpipe_processor.pool import ImagePool
 from imgpipe_runtime.broker import Broker, running_broker
 from imgpipe_runtime.files import FileStore, open_file_store
+from imgpipe_runtime.links import link_signer
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,9 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
     )
     try:
         async with session, running_broker(settings, "imgpipe-processor") as broker:
-            processor = Processor(broker, session, pool, open_file_store(settings))
+            processor = Processor(
+                broker, session, pool, open_file_store(settings, link_signer(settings))
+            )
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
             await broker.consume(
                 PROCESSOR_IMAGE_REQUESTED,

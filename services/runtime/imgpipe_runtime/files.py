@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from imgpipe_runtime.links import LinkSigner
 from imgpipe_runtime.settings import StorageSettings
 
 
@@ -47,15 +48,19 @@ def checked_key(key: str) -> PurePosixPath:
 class LocalFileStore:
     """A directory (DATA_DIR), served by the status service under `/files`."""
 
-    def __init__(self, root: Path, public_base_url: str) -> None:
+    def __init__(self, root: Path, public_base_url: str, signer: LinkSigner | None = None) -> None:
         self.root = root.resolve()
         self._base = public_base_url.rstrip("/")
+        self._signer = signer
 
     def path_for(self, key: str) -> Path:
         return self.root.joinpath(*checked_key(key).parts)
 
     def url_for(self, key: str) -> str:
-        return f"{self._base}/files/{checked_key(key)}"
+        url = f"{self._base}/files/{checked_key(key)}"
+        if self._signer is None:
+            return url
+        return f"{url}?token={self._signer.token_for(key)}"
 
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         # Off the loop: an image is up to a few MB, and a slow disk must not stall heartbeats.
@@ -78,6 +83,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def open_file_store(settings: StorageSettings) -> LocalFileStore:
-    """The file store the settings describe."""
-    return LocalFileStore(settings.data_dir, settings.public_base_url)
+def open_file_store(settings: StorageSettings, signer: LinkSigner | None = None) -> LocalFileStore:
+    """The file store the settings describe; its links are signed by `signer`, if any."""
+    return LocalFileStore(settings.data_dir, settings.public_base_url, signer)

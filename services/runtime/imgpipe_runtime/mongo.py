@@ -17,7 +17,9 @@ Document = dict[str, Any]
 
 
 @asynccontextmanager
-async def connected_database(settings: MongoSettings) -> AsyncIterator[AsyncDatabase[Document]]:
+async def connected_database(
+    settings: MongoSettings, wait_seconds: float = 60.0
+) -> AsyncIterator[AsyncDatabase[Document]]:
     """The service's database with its indexes made sure of; the client closes on the way out.
     Datetimes come back timezone-aware (UTC)."""
     client: AsyncMongoClient[Document] = AsyncMongoClient(
@@ -25,7 +27,7 @@ async def connected_database(settings: MongoSettings) -> AsyncIterator[AsyncData
     )
     try:
         db = client[settings.mongodb_db]
-        await ensure_indexes(db)
+        await ensure_indexes(db, wait_seconds)
         yield db
     finally:
         await client.close()

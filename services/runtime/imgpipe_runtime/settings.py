@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgpipe_contracts.topology import Topology
@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
+    environment: Literal["development", "production"] = "development"
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     log_level: str = "INFO"
     log_format: LogFormat = Field(
@@ -118,3 +119,61 @@ class StorageSettings(PublicUrlSettings):
     """Where processed images and output CSVs are kept."""
 
     data_dir: Path = Path(".data/files")
+
+
+# Only for development: anyone reading this file can forge file links signed with it.
+DEVELOPMENT_LINK_SECRET = "imgpipe-development-link-secret"
+
+StaticKeys = Annotated[tuple[tuple[str, str], ...], NoDecode]
+
+
+class AuthSettings(ServiceSettings):
+    """Who may call the APIs (API keys of tenants) and how file links are signed."""
+
+    auth_mode: Literal["off", "required"] | None = Field(
+        default=None, description="off or required; unset: required in production, else off."
+    )
+    api_keys: StaticKeys = Field(
+        default=(), description="Keys given as 'tenant:key' pairs, comma-separated."
+    )
+    key_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a looked-up key is trusted; a revocation takes effect within it.",
+    )
+    link_secret: str = Field(
+        default=DEVELOPMENT_LINK_SECRET,
+        min_length=16,
+        description="Signs the file links handed out in CSVs, statuses and webhooks.",
+    )
+    link_expiry: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Seconds a signed file link stays valid."
+    )
+
+    @property
+    def auth_required(self) -> bool:
+        mode = self.auth_mode or ("required" if self.environment == "production" else "off")
+        return mode == "required"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = []
+        for part in value.replace(";", ",").split(","):
+            tenant, sep, key = part.strip().partition(":")
+            if not part.strip():
+                continue
+            if not sep or not tenant.strip() or len(key.strip()) < 16:
+                raise ValueError(
+                    "API_KEYS: give 'tenant:key' pairs, comma-separated, keys of 16+ characters"
+                )
+            pairs.append((tenant.strip(), key.strip()))
+        return tuple(pairs)
+
+    @model_validator(mode="after")
+    def _no_development_link_secret_in_production(self) -> Self:
+        if self.environment == "production" and self.link_secret == DEVELOPMENT_LINK_SECRET:
+            raise ValueError("set LINK_SECRET: the development link secret is public")
+        return self

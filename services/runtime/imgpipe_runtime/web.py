@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from imgpipe_runtime.health import health_router
 from imgpipe_runtime.metrics import metrics_router
@@ -49,6 +50,34 @@ def service_app(
     app.include_router(health_router())
     app.include_router(metrics_router())
     return app
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (`imgpipe keys create TENANT`); needed when AUTH_MODE=required.",
+)
+BearerKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def caller_tenant(request: Request, credentials: BearerKey) -> str | None:
+    """The tenant whose key the request carries; None when AUTH_MODE=off (everyone may)."""
+    if not request.app.state.settings.auth_required:
+        return None
+    if credentials is None:
+        raise unauthorized("send your API key as 'Authorization: Bearer <key>'")
+    tenant: str | None = await request.app.state.adapters.authenticator.tenant_for(
+        credentials.credentials
+    )
+    if tenant is None:
+        raise unauthorized("the API key is unknown or revoked; ask for a valid one")
+    return tenant
+
+
+Tenant = Annotated[str | None, Depends(caller_tenant)]
 
 
 def from_state(name: str, kind: type[T]) -> Callable[[Request], T]:

@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from imgpipe_runtime.web import service_app
 from imgpipe_status.bootstrap import bootstrap
 from imgpipe_status.config import Settings
-from imgpipe_status.routes import dashboard, requests, status
+from imgpipe_status.routes import dashboard, files, requests, status
 from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 
 
@@ -25,6 +25,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(dashboard.router)
 
-    app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
+    if settings.auth_required:
+        app.include_router(files.router)
+    else:
+        app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app

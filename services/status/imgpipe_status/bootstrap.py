@@ -14,9 +14,11 @@ from functools import partial
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_contracts.topology import STATUS_IMAGE_OUTCOME, STATUS_WEBHOOK_OUTCOME
+from imgpipe_runtime.auth import Authenticator, KeyStore
 from imgpipe_runtime.broker import Broker, running_broker
 from imgpipe_runtime.files import FileStore, open_file_store
 from imgpipe_runtime.health import Health, health_of
+from imgpipe_runtime.links import LinkSigner, link_signer
 from imgpipe_runtime.mongo import Document, connected_database, ping
 from imgpipe_status.config import Settings
 from imgpipe_status.handlers import (
@@ -37,6 +39,8 @@ class Status:
     repository: StatusRepository
     broker: Broker
     files: FileStore
+    authenticator: Authenticator
+    signer: LinkSigner | None
 
     async def health(self) -> Health:
         return health_of(self.broker.is_connected, await ping(self.db))
@@ -50,7 +54,15 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
         connected_database(settings) as db,
         running_broker(settings, "imgpipe-status") as broker,
     ):
-        status = Status(db, StatusRepository(db), broker, open_file_store(settings))
+        signer = link_signer(settings)
+        status = Status(
+            db,
+            StatusRepository(db),
+            broker,
+            open_file_store(settings, signer),
+            Authenticator(KeyStore(db), settings.api_keys, settings.key_cache_seconds),
+            signer,
+        )
         await broker.consume_batches(
             STATUS_IMAGE_OUTCOME,
             partial(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,20 @@ def visible_state(stored: str, processed: int, failed: int) -> RequestState:
 
 def output_csv_key(request_id: str) -> str:
     return f"outputs/output_{request_id}.csv"
+
+
+_FILE_KEY = re.compile(
+    r"images/(?P<image>[0-9a-f]{32})/[0-9]{6}-[0-9]{2}-[A-Za-z0-9_-]{1,40}\.jpg"
+    r"|outputs/output_(?P<csv>[0-9a-f]{32})\.csv"
+)
+
+
+def request_id_of(key: str) -> str | None:
+    """The request a stored file belongs to, or None for a key we never write."""
+    match = _FILE_KEY.fullmatch(key)
+    if match is None:
+        return None
+    return match["image"] or match["csv"]
 
 
 def neutralise(cell: str) -> str:

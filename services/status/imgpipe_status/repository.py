@@ -91,8 +91,12 @@ class StatusRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
-    async def get_request(self, request_id: str) -> Document | None:
-        doc: Document | None = await self._db[documents.REQUESTS].find_one({"_id": request_id})
+    async def get_request(self, request_id: str, owner: str | None = None) -> Document | None:
+        """The request; with an `owner`, only if that tenant uploaded it."""
+        query: Document = {"_id": request_id}
+        if owner is not None:
+            query["tenant"] = owner
+        doc: Document | None = await self._db[documents.REQUESTS].find_one(query)
         return doc
 
     async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
@@ -196,8 +200,10 @@ class StatusRepository:
         )
         return [doc async for doc in cursor]
 
-    async def recent_requests(self, limit: int) -> list[Document]:
-        cursor = self._db[documents.REQUESTS].find().sort("created_at", -1).limit(limit)
+    async def recent_requests(self, limit: int, owner: str | None = None) -> list[Document]:
+        """The newest requests; with an `owner`, only that tenant's."""
+        query: Document = {} if owner is None else {"tenant": owner}
+        cursor = self._db[documents.REQUESTS].find(query).sort("created_at", -1).limit(limit)
         return [doc async for doc in cursor]
 
     async def products_in_order(self, request_id: str) -> list[Document]:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from imgpipe_status.deps import RepositoryDep
+from imgpipe_status.deps import FilesDep, RepositoryDep, Tenant
 from imgpipe_status.domain import visible_state
 from imgpipe_status.schemas import (
     NOT_FOUND,
@@ -19,9 +19,9 @@ router = APIRouter()
 
 @router.get("/requests", response_model=list[RequestSummaryOut], summary="Recent requests")
 async def recent_requests(
-    repository: RepositoryDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    repository: RepositoryDep, tenant: Tenant, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[RequestSummaryOut]:
-    """The newest requests first, with their progress."""
+    """The newest requests first (the caller's own when AUTH_MODE=required), with progress."""
     return [
         RequestSummaryOut(
             request_id=doc["_id"],
@@ -29,7 +29,7 @@ async def recent_requests(
             progress=ProgressOut.of(doc),
             created_at=doc["created_at"],
         )
-        for doc in await repository.recent_requests(limit)
+        for doc in await repository.recent_requests(limit, tenant)
     ]
 
 
@@ -42,9 +42,14 @@ async def recent_requests(
 async def processed_images(
     request_id: str,
     repository: RepositoryDep,
+    files: FilesDep,
+    tenant: Tenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[ImageOut]:
     """The first processed images in file order, with their sizes before and after."""
-    if await repository.get_request(request_id) is None:
+    if await repository.get_request(request_id, tenant) is None:
         raise HTTPException(404, not_found_message(request_id))
-    return [ImageOut.of(doc) for doc in await repository.processed_images(request_id, limit)]
+    return [
+        ImageOut.of(doc | {"output_url": files.url_for(doc["output_key"])})
+        for doc in await repository.processed_images(request_id, limit)
+    ]

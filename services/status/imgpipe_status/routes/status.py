@@ -7,7 +7,8 @@ from fastapi import APIRouter, HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from imgpipe_contracts.events import FINAL_STATES
-from imgpipe_status.deps import RepositoryDep, SettingsDep
+from imgpipe_runtime.files import FileStore
+from imgpipe_status.deps import FilesDep, RepositoryDep, SettingsDep, Tenant
 from imgpipe_status.domain import visible_state
 from imgpipe_status.repository import StatusRepository
 from imgpipe_status.schemas import (
@@ -23,9 +24,12 @@ from imgpipe_status.schemas import (
 router = APIRouter()
 
 
-async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
-    """The request's status as the API shows it; 404 if there is no such request."""
-    doc = await repository.get_request(request_id)
+async def snapshot(
+    repository: StatusRepository, files: FileStore, request_id: str, owner: str | None
+) -> StatusOut:
+    """The request's status as the API shows it; 404 if there is no such request (or it is
+    another tenant's: its existence is not revealed). Links are signed afresh."""
+    doc = await repository.get_request(request_id, owner)
     if doc is None:
         raise HTTPException(404, not_found_message(request_id))
     failed = await repository.failures(request_id, FAILURES_SHOWN) if doc["failed"] else []
@@ -36,7 +40,9 @@ async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
         request_id=doc["_id"],
         status=visible_state(doc["status"], doc["processed"], doc["failed"]),
         output_csv_path=doc.get("output_csv_path"),
-        output_csv_url=doc.get("output_csv_url"),
+        output_csv_url=files.url_for(doc["output_csv_path"])
+        if doc.get("output_csv_path")
+        else None,
         progress=ProgressOut.of(doc),
         bytes_in=doc.get("bytes_in", 0),
         bytes_out=doc.get("bytes_out", 0),
@@ -55,8 +61,10 @@ async def snapshot(repository: StatusRepository, request_id: str) -> StatusOut:
     responses=NOT_FOUND,
     summary="Processing status of an upload",
 )
-async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
-    return await snapshot(repository, request_id)
+async def get_status(
+    request_id: str, repository: RepositoryDep, files: FilesDep, tenant: Tenant
+) -> StatusOut:
+    return await snapshot(repository, files, request_id, tenant)
 
 
 @router.get(
@@ -73,14 +81,18 @@ async def get_status(request_id: str, repository: RepositoryDep) -> StatusOut:
     summary="Live progress of an upload (Server-Sent Events)",
 )
 async def stream_status(
-    request_id: str, repository: RepositoryDep, settings: SettingsDep
+    request_id: str,
+    repository: RepositoryDep,
+    files: FilesDep,
+    settings: SettingsDep,
+    tenant: Tenant,
 ) -> EventSourceResponse:
     """Each change of the status document as a `status` event, ending after the final one.
 
     Every connection starts with a fresh snapshot, so a client that reconnects (with or
     without Last-Event-ID) loses nothing: it sees the current state at once.
     """
-    first = await snapshot(repository, request_id)
+    first = await snapshot(repository, files, request_id, tenant)
     interval = settings.events_interval
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -89,7 +101,7 @@ async def stream_status(
         sequence = 0
         while True:
             if current is None:
-                current = await snapshot(repository, request_id)
+                current = await snapshot(repository, files, request_id, tenant)
             body = current.model_dump_json()
             if body != last:
                 sequence += 1
