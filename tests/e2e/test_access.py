@@ -3,21 +3,29 @@ tenants, requests visible only to their owner, capability links, and per-tenant 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, Page, expect
 from pymongo import AsyncMongoClient
 
 from imgpipe_runtime.auth import KeyStore
 from tests.conftest import Namespace, new_namespace
 from tests.e2e.conftest import Origin, RunningStack, WebhookReceiver, eventually, stack_running
+from tests.e2e.test_cli import cli_env, in_pipe, write_csv
+from tests.e2e.test_dashboard import browser
+
+__all__ = ["browser"]  # the Chromium fixture of the dashboard tests
 
 ALPHA_KEY = "alpha-static-key-0123456789abcdef"
 LIMITED_KEY = "limited-static-key-0123456789abcd"
@@ -312,3 +320,116 @@ async def test_an_upload_over_the_images_in_flight_gets_429_with_retry_after(
     assert int(headers["Retry-After"]) > 0
     status, _, _ = await post_upload(http, stack, csv_of(origin, ["cat.jpg"]), CROWDED_KEY)
     assert status == 202
+
+
+async def test_the_cli_creates_lists_and_revokes_keys_and_submits_with_one(
+    stack: AuthStack, origin: Origin, tmp_path: Path
+) -> None:
+    ns = stack.namespace
+    env = cli_env(stack.running) | {"MONGODB_URL": ns.mongodb_url, "MONGODB_DB": ns.database}
+    created = await asyncio.to_thread(in_pipe, ["keys", "create", "epsilon"], env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("imgpipe_")
+    csv_file = write_csv(tmp_path / "p.csv", origin, ["cat.jpg"])
+
+    no_key = await asyncio.to_thread(in_pipe, ["submit", str(csv_file)], env)
+    submitted = await asyncio.to_thread(
+        in_pipe, ["submit", str(csv_file), "--wait", "--json"], env | {"IMGPIPE_API_KEY": key}
+    )
+
+    assert no_key.returncode == 1
+    assert "401" in no_key.stderr and "Authorization: Bearer" in no_key.stderr
+    assert submitted.returncode == 0, submitted.stderr
+    request_id = json.loads(submitted.stdout)["request_id"]
+    listed = await asyncio.to_thread(in_pipe, ["keys", "list", "--json"], env)
+    mine = [k for k in json.loads(listed.stdout) if k["tenant"] == "epsilon"]
+    assert len(mine) == 1 and mine[0]["revoked_at"] is None
+    assert key.split("_")[2] not in listed.stdout  # the secret is never shown again
+    downloaded = await asyncio.to_thread(
+        in_pipe, ["download", request_id, "-o", str(tmp_path / "out.csv"), "--api-key", key], env
+    )
+    assert downloaded.returncode == 0, downloaded.stderr
+
+    revoked = await asyncio.to_thread(in_pipe, ["keys", "revoke", mine[0]["key_id"]], env)
+    assert revoked.returncode == 0, revoked.stderr
+
+    async def refused() -> bool:
+        status = await asyncio.to_thread(in_pipe, ["status", request_id, "--api-key", key], env)
+        return status.returncode == 1 and "401" in status.stderr
+
+    await eventually(refused, within=KEY_CACHE_SECONDS + 5)
+    unknown = await asyncio.to_thread(in_pipe, ["keys", "revoke", "0123456789abcdef"], env)
+    assert unknown.returncode == 1 and "no API key has the id" in unknown.stderr
+
+
+async def sign_in(page: Page, stack: AuthStack, key: str) -> None:
+    await page.goto(f"{stack.running.status_url}/dashboard/")
+    await page.fill("#api-key", key)
+    await page.click("#login-button")
+    await expect(page.locator("#upload-form")).to_be_visible()
+
+
+async def test_the_dashboard_signs_in_with_a_key_and_shows_only_the_tenants_own_requests(
+    stack: AuthStack, origin: Origin, browser: Browser, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "products.csv"
+    csv_file.write_bytes(csv_of(origin, ["cat.jpg", "coffee.jpg"]))
+    owner = await browser.new_context()
+    other = await browser.new_context()
+    try:
+        page = await owner.new_page()
+        await page.goto(f"{stack.running.status_url}/dashboard/")
+        await page.fill("#api-key", "imgpipe_0123456789abcdef_wrong")
+        await page.click("#login-button")
+        await expect(page.locator("#login-error")).to_contain_text("refused")
+
+        await sign_in(page, stack, stack.beta_key)
+        await page.set_input_files("#file-input", str(csv_file))
+        await page.click("#upload-button")
+        await page.wait_for_url(re.compile(r"#/requests/[0-9a-f]{32}$"))
+        await expect(page.locator("#status")).to_have_text("Completed", timeout=60_000)
+        request_id = page.url.rsplit("/", 1)[1]
+        await expect(page.locator("#samples figure")).to_have_count(4)
+        await page.goto(f"{stack.running.status_url}/dashboard/#/")
+        await expect(page.locator("#recent")).to_contain_text(request_id)
+
+        intruder = await other.new_page()
+        await sign_in(intruder, stack, ALPHA_KEY)
+        await expect(intruder.locator("#recent")).not_to_contain_text(request_id)
+        await intruder.goto(f"{stack.running.status_url}/dashboard/#/requests/{request_id}")
+        await expect(intruder.locator("#request-error")).to_contain_text("not yours")
+        await expect(intruder.locator("#status")).to_have_count(0)
+    finally:
+        await owner.close()
+        await other.close()
+
+
+async def test_a_small_upload_finishes_while_another_tenants_big_upload_is_still_running(
+    stack: AuthStack, origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    # Last in this module: the big request keeps the shared processor busy until the stack
+    # stops (its queues go with the test namespace).
+    big = csv_of(origin, ["hubble.jpg"] * 1500)
+    status, body, _ = await post_upload(http, stack, big, ALPHA_KEY)
+    assert status == 202, body
+    big_id = body["request_id"]
+
+    async def started() -> bool:
+        async with http.get(
+            f"{stack.running.status_url}/status/{big_id}", headers=stack.headers(ALPHA_KEY)
+        ) as response:
+            return (await response.json())["progress"]["processed"] > 0
+
+    await eventually(started)
+    small_id = await uploaded(http, stack, origin, stack.beta_key)
+    small = await final_status(http, stack, small_id, stack.beta_key)
+
+    async with http.get(
+        f"{stack.running.status_url}/status/{big_id}", headers=stack.headers(ALPHA_KEY)
+    ) as response:
+        big_now = await response.json()
+    assert small["status"] == "Completed"
+    assert big_now["status"] == "Processing"
+    done = big_now["progress"]["processed"] + big_now["progress"]["failed"]
+    assert done < big_now["progress"]["total"] / 2, big_now["progress"]

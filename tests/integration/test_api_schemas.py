@@ -17,6 +17,7 @@ The `/files` static mount is not in the spec and is not tested here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -104,13 +105,13 @@ async def ns(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
         yield namespace
 
 
-@pytest.fixture(scope="module")
-async def services(
-    ns: Namespace, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def running_apis(
+    ns: Namespace, root: Path, extra_env: dict[str, str] | None = None
 ) -> AsyncIterator[Services]:
+    """Ingest and status as processes in `ns` (no processor: accepted jobs just wait)."""
     ingest_port, status_port = free_port(), free_port()
     status_url = f"http://127.0.0.1:{status_port}"
-    root = tmp_path_factory.mktemp("api-schemas")
     env = (
         os.environ
         | ns.env()
@@ -122,6 +123,7 @@ async def services(
             "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
             "LOG_LEVEL": "INFO",
         }
+        | (extra_env or {})
     )
     env.pop("IMGPIPE_ALLOW_PRIVATE_NETWORKS", None)
     log_dir = root / "logs"
@@ -135,12 +137,22 @@ async def services(
         _print_logs(log_dir)
 
 
+@pytest.fixture(scope="module")
+async def services(
+    ns: Namespace, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Services]:
+    async with running_apis(ns, tmp_path_factory.mktemp("api-schemas")) as running:
+        yield running
+
+
 def _print_logs(log_dir: Path) -> None:
     for log in sorted(log_dir.glob("*.log")):
         print(f"----- {log.name} -----\n{log.read_text()[-6000:]}")
 
 
-def _load_schema(service: str, base_url: str) -> OpenApiSchema:
+def load_schema(
+    service: str, base_url: str, operations: list[tuple[str, str, str]] = OPERATIONS
+) -> OpenApiSchema:
     """The service's spec as it serves it; it must list exactly the operations fuzzed here."""
     schema = schemathesis.openapi.from_url(
         f"{base_url}/openapi.json", config=SchemathesisConfig(), timeout=10
@@ -152,7 +164,7 @@ def _load_schema(service: str, base_url: str) -> OpenApiSchema:
         labels.add(operation.label)
     if not labels:
         pytest.fail(f"the {service} spec at {base_url}/openapi.json has no operations")
-    expected = {f"{method} {path}" for name, method, path in OPERATIONS if name == service}
+    expected = {f"{method} {path}" for name, method, path in operations if name == service}
     if labels != expected:
         pytest.fail(
             f"the {service} spec lists {sorted(labels)}, but this module fuzzes "
@@ -164,8 +176,8 @@ def _load_schema(service: str, base_url: str) -> OpenApiSchema:
 @pytest.fixture(scope="module")
 def schemas(services: Services) -> dict[str, OpenApiSchema]:
     return {
-        "ingest": _load_schema("ingest", services.ingest_url),
-        "status": _load_schema("status", services.status_url),
+        "ingest": load_schema("ingest", services.ingest_url),
+        "status": load_schema("status", services.status_url),
     }
 
 

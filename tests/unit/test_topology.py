@@ -87,7 +87,7 @@ def test_every_queue_name_in_the_default_topology_is_distinct_and_starts_with_it
         names += own
 
     assert len(names) == len(set(names))
-    assert len(names) == 4 * 2 + 3 * 3 + 6
+    assert len(names) == 7 * 2 + 6 * 3 + 6
 
 
 def test_each_dead_letter_queue_is_declared_before_its_work_queue() -> None:

@@ -89,11 +89,22 @@ def _headers_schema() -> dict[str, Any]:
 
 
 def _consumers(routing_key: str) -> str:
-    queues = [spec.base for spec in ALL_QUEUES if routing_key in spec.routing_keys]
+    lanes = [k for spec in ALL_QUEUES for k in spec.routing_keys if k.startswith(f"{routing_key}.")]
+    queues = [
+        spec.base
+        for spec in ALL_QUEUES
+        if routing_key in spec.routing_keys or set(lanes) & set(spec.routing_keys)
+    ]
     if not queues:
         return "No imgpipe service consumes it; it is there for other subscribers."
     names = ", ".join(f"`{queue}`" for queue in queues)
-    return f"Inside imgpipe it is consumed from the queue {names}."
+    if not lanes:
+        return f"Inside imgpipe it is consumed from the queue {names}."
+    return (
+        f"Each request's messages go to one lane, the least busy: routing key `{routing_key}` "
+        f"or `{routing_key}.lane-<n>` (bind `{routing_key}.#` to see all). Inside imgpipe "
+        f"they are consumed from the queues {names}."
+    )
 
 
 def build_document() -> dict[str, Any]:

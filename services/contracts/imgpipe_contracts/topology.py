@@ -28,6 +28,19 @@ class QueueSpec:
 
 
 PROCESSOR_IMAGE_REQUESTED = QueueSpec("processor.image-requested", ("image.requested",))
+# Image jobs travel in lanes: each request's jobs go to the least busy lane, and a processor
+# consumes every lane with its own prefetch. So a request queued behind another's 100,000
+# jobs still gets its share of the processors at once (a single FIFO queue would make it wait
+# for all of them; quorum queues on RabbitMQ 3.x have no priorities). The first lane is the
+# original work queue; the others carry `image.requested.lane-<n>`.
+WORK_LANES = 4
+PROCESSOR_LANES = (
+    PROCESSOR_IMAGE_REQUESTED,
+    *(
+        QueueSpec(f"processor.image-requested.lane-{n}", (f"image.requested.lane-{n}",))
+        for n in range(1, WORK_LANES)
+    ),
+)
 STATUS_IMAGE_OUTCOME = QueueSpec("status.image-outcome", ("image.processed", "image.failed"))
 STATUS_WEBHOOK_OUTCOME = QueueSpec(
     "status.webhook-outcome", ("webhook.delivered", "webhook.attempt_failed", "webhook.failed")
@@ -37,7 +50,7 @@ NOTIFIER_REQUEST_COMPLETED = QueueSpec(
 )
 
 ALL_QUEUES = (
-    PROCESSOR_IMAGE_REQUESTED,
+    *PROCESSOR_LANES,
     STATUS_IMAGE_OUTCOME,
     STATUS_WEBHOOK_OUTCOME,
     NOTIFIER_REQUEST_COMPLETED,

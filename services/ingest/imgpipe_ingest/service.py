@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
+from imgpipe_contracts.topology import PROCESSOR_LANES
 from imgpipe_ingest.csv_format import ProductRow, check_url
 from imgpipe_ingest.repository import RequestRepository
 from imgpipe_runtime.broker import Broker
@@ -71,13 +72,14 @@ async def accept_upload(
         raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
     publishing: asyncio.Task[None] | None = None
     try:
+        lane = (await broker.least_busy(PROCESSOR_LANES)).routing_keys[0]
         for first in range(0, len(rows), CHUNK_ROWS):
             chunk = rows[first : first + CHUNK_ROWS]
             await repository.add_products(request_id, first, chunk)
             if publishing is not None:
                 await publishing
             publishing = asyncio.create_task(
-                broker.publish_many(image_jobs(request_id, chunk, first))
+                broker.publish_many(image_jobs(request_id, chunk, first), routing_key=lane)
             )
         if publishing is not None:
             await publishing

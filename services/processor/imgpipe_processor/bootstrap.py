@@ -9,7 +9,7 @@ from functools import partial
 
 import aiohttp
 
-from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
+from imgpipe_contracts.topology import PROCESSOR_LANES
 from imgpipe_processor.config import Settings
 from imgpipe_processor.fetch import FetchLimits, download, download_session
 from imgpipe_processor.handlers import handle_image_requested
@@ -46,17 +46,15 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
                 broker, session, pool, open_file_store(settings, link_signer(settings))
             )
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
-            await broker.consume(
-                PROCESSOR_IMAGE_REQUESTED,
-                partial(
-                    handle_image_requested,
-                    fetch=partial(download, session, limits=limits),
-                    recompress=pool.recompress,
-                    files=processor.files,
-                    broker=broker,
-                ),
-                prefetch=settings.prefetch,
+            handler = partial(
+                handle_image_requested,
+                fetch=partial(download, session, limits=limits),
+                recompress=pool.recompress,
+                files=processor.files,
+                broker=broker,
             )
+            for lane in PROCESSOR_LANES:
+                await broker.consume(lane, handler, prefetch=settings.prefetch)
             yield processor
     finally:
         pool.shutdown()

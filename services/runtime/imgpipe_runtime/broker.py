@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol
 
 import aio_pika
@@ -53,6 +53,7 @@ class Broker:
         self._name = name
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._channel: AbstractChannel | None = None
         self._default_exchange: AbstractExchange | None = None
         self._consumers: list[Consumer] = []
         self._lost = asyncio.Event()
@@ -85,6 +86,7 @@ class Broker:
         connection.close_callbacks.add(lambda *_: self._lost.set())
         self._connection = connection
         self._exchange = exchange
+        self._channel = channel
         self._default_exchange = channel.default_exchange
 
     async def _reconnect_forever(self) -> None:
@@ -111,15 +113,34 @@ class Broker:
         """Publish one event and wait for the broker's confirm (retrying across reconnects)."""
         await self._publish(False, event.routing_key, _message(event))
 
-    async def publish_many(self, events: Iterable[Event], window: int = 500) -> None:
-        """Publish events with up to `window` confirms outstanding at a time.
+    async def least_busy(self, specs: Sequence[QueueSpec]) -> QueueSpec:
+        """The queue with the fewest ready messages (the first on a tie, or if the broker
+        cannot say: a lane is a matter of fairness, not of correctness)."""
+        channel = self._channel
+        if channel is None or len(specs) == 1:
+            return specs[0]
+        depths = []
+        try:
+            for spec in specs:
+                queue = await channel.declare_queue(self.topology.queue(spec), passive=True)
+                depths.append(queue.declaration_result.message_count or 0)
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            log.warning("could not read queue depths (%r); using the first lane", exc)
+            return specs[0]
+        return specs[depths.index(min(depths))]
+
+    async def publish_many(
+        self, events: Iterable[Event], window: int = 500, routing_key: str | None = None
+    ) -> None:
+        """Publish events (with `routing_key` instead of their own, if given), with up to
+        `window` confirms outstanding at a time.
 
         A failure retries the whole window (consumers are idempotent, so a duplicate is
         harmless); retrying per message would cost more than the publish itself.
         """
         batch: list[tuple[str, aio_pika.Message]] = []
         for event in events:
-            batch.append((event.routing_key, _message(event)))
+            batch.append((routing_key or event.routing_key, _message(event)))
             if len(batch) >= window:
                 await self._publish_window(batch)
                 batch = []

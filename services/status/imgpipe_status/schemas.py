@@ -172,7 +172,16 @@ class ImageOut(PlacedImage):
     bytes_out: int
 
 
-# The 404 every route that takes a request id documents.
+# The 401 of every route when AUTH_MODE=required.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorOut,
+        "description": "No valid API key (AUTH_MODE=required).",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    }
+}
+# The 404 every route that takes a request id documents (another tenant's request included).
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No request has this id."}
+    404: {"model": ErrorOut, "description": "No request has this id."},
+    **UNAUTHORIZED,
 }

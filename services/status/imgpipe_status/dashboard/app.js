@@ -1,11 +1,77 @@
 // imgpipe dashboard: upload, recent requests, and a live page per request.
 // Everything users wrote (product names, URLs, reasons) is shown with textContent, never
-// parsed as HTML.
+// parsed as HTML. When the services require an API key, the page asks for it once and keeps
+// it in this tab's sessionStorage; it travels only in the Authorization header, never in a URL.
 "use strict";
 
 const view = document.getElementById("view");
-let config = { ingest_url: "" };
+const KEY = "imgpipe.api_key";
+let config = { ingest_url: "", auth_required: false };
 let stop = () => {};
+
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+// fetch with the key; a 401 means the key is missing, wrong or revoked: ask for one.
+async function api(url, options = {}) {
+  const response = await fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  if (response.status === 401 && config.auth_required) {
+    sessionStorage.removeItem(KEY);
+    showLogin("The API key was refused (unknown or revoked). Enter a valid one.");
+    throw new Error("unauthorized");
+  }
+  return response;
+}
+
+function showLogin(problem = "") {
+  stop();
+  stop = () => {};
+  const key = el("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "imgpipe_…" });
+  const form = el("form", { id: "login-form" },
+    el("label", { for: "api-key", text: "API key" }), key,
+    el("button", { id: "login-button", type: "submit", text: "Sign in" }),
+    problem ? el("p", { class: "error", id: "login-error", text: problem }) : "");
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!key.value.trim()) return;
+    sessionStorage.setItem(KEY, key.value.trim());
+    route();
+  });
+  view.replaceChildren(el("section", {}, el("h2", { text: "Sign in" }),
+    el("p", { text: "These services need an API key (ask your operator: imgpipe keys create)." }), form));
+}
+
+// Server-Sent Events over fetch (EventSource cannot send an Authorization header).
+async function followEvents(url, onStatus, signal) {
+  while (!signal.aborted) {
+    try {
+      const response = await api(url, { headers: { Accept: "text/event-stream" }, signal });
+      if (!response.ok) return `HTTP ${response.status}`;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const fields = block.split("\n");
+          const type = (fields.find((l) => l.startsWith("event:")) || "").slice(6).trim();
+          const data = fields.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (type === "status" && onStatus(JSON.parse(data))) return null;
+        }
+      }
+    } catch (error) {
+      if (signal.aborted || error.message === "unauthorized") return null;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // cut off: reconnect, fresh snapshot
+  }
+  return null;
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -58,7 +124,7 @@ function showHome() {
     if (webhook.value.trim()) body.append("webhook_url", webhook.value.trim());
     button.disabled = true;
     try {
-      const response = await fetch(`${config.ingest_url}/upload/`, { method: "POST", body });
+      const response = await api(`${config.ingest_url}/upload/`, { method: "POST", body });
       const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
       if (response.status === 202) { location.hash = `#/requests/${data.request_id}`; return; }
       const box = el("div", { class: "error", id: "upload-error" }, el("p", { text: String(data.detail) }));
@@ -67,20 +133,23 @@ function showHome() {
       if (problems.length) box.append(el("ul", {}, ...problems));
       message.append(box);
     } catch (error) {
-      message.append(el("p", { class: "error", text: `Upload failed: ${error}` }));
+      if (error.message !== "unauthorized") message.append(el("p", { class: "error", text: `Upload failed: ${error}` }));
     } finally {
       button.disabled = false;
     }
   });
   const recent = el("tbody", { id: "recent" });
+  const signOut = el("button", { id: "sign-out", type: "button", text: "Sign out" });
+  signOut.addEventListener("click", () => { sessionStorage.removeItem(KEY); route(); });
   view.replaceChildren(
-    el("section", {}, el("h2", { text: "Upload a CSV" }), form),
+    el("section", {}, el("h2", { text: "Upload a CSV" }), form,
+      config.auth_required ? signOut : ""),
     el("section", {}, el("h2", { text: "Recent requests" }),
       el("table", {}, el("thead", {}, el("tr", {}, ...["Request", "Status", "Progress", "Created"]
         .map((h) => el("th", { text: h })))), recent)));
   const refresh = async () => {
-    const response = await fetch("/requests?limit=20");
-    if (!response.ok) return;
+    const response = await api("/requests?limit=20").catch(() => null);
+    if (!response || !response.ok) return;
     const rows = (await response.json()).map((r) => el("tr", {},
       el("td", {}, el("a", { href: `#/requests/${r.request_id}`, text: r.request_id })),
       el("td", {}, el("span", { class: `badge ${r.status}`, text: r.status })),
@@ -99,9 +168,8 @@ function showRequest(id) {
   const failures = el("section", { id: "failures", hidden: "" });
   const samples = el("section", { id: "samples", hidden: "" });
   view.replaceChildren(summary, failures, samples);
-  const events = new EventSource(`/status/${encodeURIComponent(id)}/events`);
-  events.addEventListener("status", (event) => {
-    const s = JSON.parse(event.data);
+  const live = new AbortController();
+  const onStatus = (s) => {
     const p = s.progress;
     const done = p.processed + p.failed;
     const saved = s.bytes_in ? ` (${Math.round(100 * (1 - s.bytes_out / s.bytes_in))}% saved)` : "";
@@ -126,19 +194,21 @@ function showRequest(id) {
           el("td", { class: "failure-reason", text: f.reason }), el("td", { text: f.detail }))))));
     }
     if (s.status === "Completed" || s.status === "Failed") {
-      events.close();
       showSamples(id, samples);
+      return true;
     }
-  });
-  events.onerror = () => {
-    if (events.readyState === EventSource.CLOSED) summary.append(el("p", { class: "error", text: "Lost the live updates; reload the page." }));
+    return false;
   };
-  stop = () => events.close();
+  followEvents(`/status/${encodeURIComponent(id)}/events`, onStatus, live.signal).then((problem) => {
+    if (problem) summary.replaceChildren(el("p", { class: "error", id: "request-error",
+      text: problem === "HTTP 404" ? "No request with this id (or it is not yours)." : `Cannot follow it: ${problem}` }));
+  });
+  stop = () => live.abort();
 }
 
 async function showSamples(id, box) {
-  const response = await fetch(`/status/${encodeURIComponent(id)}/images?limit=4`);
-  if (!response.ok) return;
+  const response = await api(`/status/${encodeURIComponent(id)}/images?limit=4`).catch(() => null);
+  if (!response || !response.ok) return;
   const images = await response.json();
   if (!images.length) return;
   box.hidden = false;
@@ -153,6 +223,7 @@ async function showSamples(id, box) {
 
 function route() {
   stop();
+  if (config.auth_required && !sessionStorage.getItem(KEY)) { showLogin(); return; }
   const match = location.hash.match(/^#\/requests\/([0-9a-f]{32})$/);
   if (match) showRequest(match[1]); else showHome();
 }

@@ -17,6 +17,7 @@ router = APIRouter()
 
 class DashboardConfig(BaseModel):
     ingest_url: str
+    auth_required: bool
 
 
 @router.get("/", include_in_schema=False)
@@ -26,4 +27,6 @@ async def home() -> RedirectResponse:
 
 @router.get("/dashboard/config.json", response_model=DashboardConfig, include_in_schema=False)
 async def dashboard_config(settings: SettingsDep) -> DashboardConfig:
-    return DashboardConfig(ingest_url=settings.ingest_public_url.rstrip("/"))
+    return DashboardConfig(
+        ingest_url=settings.ingest_public_url.rstrip("/"), auth_required=settings.auth_required
+    )

@@ -15,7 +15,7 @@ from imgpipe_runtime.files import LocalFileStore
 from imgpipe_runtime.web import BearerKey, caller_tenant, unauthorized
 from imgpipe_status.deps import RepositoryDep
 from imgpipe_status.domain import request_id_of
-from imgpipe_status.schemas import ErrorOut
+from imgpipe_status.schemas import UNAUTHORIZED, ErrorOut
 
 router = APIRouter()
 
@@ -27,8 +27,8 @@ _NO_SUCH_FILE = "no such file; take the link from GET /status/{request_id}"
     response_class=FileResponse,
     responses={
         200: {"content": {"image/jpeg": {}, "text/csv": {}}, "description": "The file."},
-        401: {"model": ErrorOut, "description": "Neither a valid token nor an API key."},
         404: {"model": ErrorOut, "description": "No such file (or not the caller's)."},
+        **UNAUTHORIZED,
     },
     summary="A processed image or an output CSV",
 )
@@ -40,6 +40,10 @@ async def download_file(
     token: str | None = None,
 ) -> FileResponse:
     status = request.app.state.adapters
+    if token is None and credentials is None:
+        raise unauthorized(
+            "this link needs its token, or your API key as 'Authorization: Bearer <key>'"
+        )
     request_id = request_id_of(key)
     if request_id is None:
         raise HTTPException(404, _NO_SUCH_FILE)
@@ -47,7 +51,7 @@ async def download_file(
     if not signed:
         if credentials is None:
             raise unauthorized(
-                "the link's token is missing, wrong or expired: use a fresh link from "
+                "the link's token is wrong or expired: take a fresh link from "
                 "GET /status/{request_id}, or send your API key as 'Authorization: Bearer <key>'"
             )
         tenant = await caller_tenant(request, credentials)

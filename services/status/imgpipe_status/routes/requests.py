@@ -8,6 +8,7 @@ from imgpipe_status.deps import FilesDep, RepositoryDep, Tenant
 from imgpipe_status.domain import visible_state
 from imgpipe_status.schemas import (
     NOT_FOUND,
+    UNAUTHORIZED,
     ImageOut,
     ProgressOut,
     RequestSummaryOut,
@@ -17,7 +18,12 @@ from imgpipe_status.schemas import (
 router = APIRouter()
 
 
-@router.get("/requests", response_model=list[RequestSummaryOut], summary="Recent requests")
+@router.get(
+    "/requests",
+    response_model=list[RequestSummaryOut],
+    responses=UNAUTHORIZED,
+    summary="Recent requests",
+)
 async def recent_requests(
     repository: RepositoryDep, tenant: Tenant, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[RequestSummaryOut]:
