@@ -52,8 +52,8 @@ def stack_running(
         | extra_env
     )
     stack = Stack(env, log_dir=root / "logs")
-    stack.start()
     try:
+        stack.start()
         stack.wait_healthy()
         yield RunningStack(
             stack,

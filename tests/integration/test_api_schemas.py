@@ -128,8 +128,8 @@ async def running_apis(
     env.pop("IMGPIPE_ALLOW_PRIVATE_NETWORKS", None)
     log_dir = root / "logs"
     stack = Stack(env, log_dir=log_dir)
-    stack.start(["ingest", "status"])
     try:
+        stack.start(["ingest", "status"])
         await asyncio.to_thread(stack.wait_healthy, 60)
         yield Services(ingest_url=f"http://127.0.0.1:{ingest_port}", status_url=status_url)
     finally:

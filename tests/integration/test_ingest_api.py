@@ -66,8 +66,8 @@ async def ingest_url(ns: Namespace, tmp_path_factory: pytest.TempPathFactory) ->
     env.pop("IMGPIPE_ALLOW_PRIVATE_NETWORKS", None)
     log_dir = tmp_path_factory.mktemp("ingest-logs")
     stack = Stack(env, log_dir=log_dir)
-    stack.start(["ingest"])
     try:
+        stack.start(["ingest"])
         await asyncio.to_thread(stack.wait_healthy, 60)
         yield f"http://127.0.0.1:{port}"
     finally:

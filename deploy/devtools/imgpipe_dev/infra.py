@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from pymongo import MongoClient
 
+from imgpipe_runtime.lifecycle import dying_with_this_process
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -112,21 +114,23 @@ class SecantusServer:
         if self.storage_path != ":memory:":
             Path(self.storage_path).mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        command = [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            self.storage_path,
+            "--sync-on-commit",
+            "--log-level",
+            "WARNING",
+        ]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secantus",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--storage-path",
-                self.storage_path,
-                "--sync-on-commit",
-                "--log-level",
-                "WARNING",
-            ],
+            # SIGTERMed if we die without stopping it (see Stack.start_one).
+            dying_with_this_process(command),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # stopped by us, after the services, not by a Ctrl-C

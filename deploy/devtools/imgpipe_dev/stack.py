@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from imgpipe_dev.infra import wait_until
+from imgpipe_runtime.lifecycle import dying_with_this_process
 
 MODULES = {
     "ingest": "imgpipe_ingest",
@@ -54,7 +55,13 @@ class Stack:
     ) -> None:
         """Start service `name`; a second `instance` of it runs beside the first."""
         key = f"{name}-{instance}" if instance else name
-        command = [sys.executable, "-m", MODULES[name]]
+        # A launcher killed outright (SIGKILL included) cannot stop its services, so the
+        # kernel sends them SIGTERM (a clean stop for them) when it dies. A wrapper sets that
+        # up and execs the service. Not a preexec_fn: it runs Python between fork and exec,
+        # which can deadlock on a lock another thread holds (the output copiers below). Not a
+        # start-up hook in each service: the wrapper works for any program, SecantusDB too.
+        # The signal follows the thread that calls Popen: start services from the main thread.
+        command = dying_with_this_process([sys.executable, "-m", MODULES[name]])
         environment = self.env | dict(env or {})
         # Own session: a Ctrl-C reaches only the launcher, which stops services in order.
         if self.log_dir is not None:

@@ -5,16 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
 from imgpipe_processor.errors import ProcessorError
 from imgpipe_processor.transform import Recompressed, configure_worker, recompress
+from imgpipe_runtime.lifecycle import die_with_parent
 
 
 class WorkerCrashed(ProcessorError):
     """A pool worker died while handling the job; the job may be retried."""
+
+
+def start_worker(parent_pid: int, max_pixels: int) -> None:
+    """Pool initializer: die with the processor, then configure Pillow.
+
+    Without this, a SIGKILLed processor leaves its workers running, and with them
+    multiprocessing's resource tracker: it exits by itself only once the processor and every
+    worker have closed their end of its pipe. SIGKILL, because a worker has nothing to save:
+    its job, unacknowledged, goes back to the queue.
+    """
+    die_with_parent(signal.SIGKILL, parent_pid)
+    configure_worker(max_pixels)
 
 
 class ImagePool:
@@ -26,11 +41,16 @@ class ImagePool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that runs an event loop and AMQP threads is unsafe.
+        # The parent-death signal follows the thread that starts a worker. With spawn, Python
+        # 3.11 starts workers lazily in submit(), which run_in_executor calls on the event
+        # loop's thread, the main thread, alive as long as the process. The executor's manager
+        # thread starts some only under max_tasks_per_child (unused here), and it joins them
+        # before it ends.
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=configure_worker,
-            initargs=(self._max_pixels,),
+            initializer=start_worker,
+            initargs=(os.getpid(), self._max_pixels),
         )
 
     async def recompress(self, data: bytes) -> Recompressed:
