@@ -11,10 +11,12 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imgpipe_ingest.errors import IngestError
+
 _DRAIN_LIMIT = 8 * 1024 * 1024
 
 
-class _TooLarge(Exception):
+class _TooLarge(IngestError):
     pass
 
 

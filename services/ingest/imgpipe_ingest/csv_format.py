@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import urlsplit
 
+from imgpipe_ingest.errors import IngestError
+
 HEADER = ("S. No.", "Product Name", "Input Image Urls")
 MAX_SERIAL_DIGITS = 18
 
@@ -42,7 +44,7 @@ class Problem:
 
 
 @dataclass
-class CsvRejected(Exception):
+class CsvRejected(IngestError):
     """The file cannot be accepted; `status` is the HTTP status that says why."""
 
     problems: list[Problem]

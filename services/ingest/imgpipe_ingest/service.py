@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from imgpipe_contracts.events import ImageRequested, RequestAccepted
 from imgpipe_contracts.topology import PROCESSOR_LANES
 from imgpipe_ingest.csv_format import ProductRow, check_url
+from imgpipe_ingest.errors import IngestError
 from imgpipe_ingest.repository import RequestRepository
 from imgpipe_runtime.broker import Broker
 from imgpipe_runtime.logs import REQUEST_ID
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 1000
 
 
-class QueueingFailed(Exception):
+class QueueingFailed(IngestError):
     """The request could not be recorded or queued; nothing will be processed."""
 
 

@@ -20,13 +20,14 @@ from cachetools import TTLCache
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_contracts import documents
+from imgpipe_runtime.errors import ImgpipeRuntimeError
 from imgpipe_runtime.mongo import Document
 
 KEY_PREFIX = "imgpipe"
 _MISSING = object()
 
 
-class AuthError(Exception):
+class AuthError(ImgpipeRuntimeError):
     """Base of the errors about API keys."""
 
 

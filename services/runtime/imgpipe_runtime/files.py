@@ -13,11 +13,12 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from imgpipe_runtime.errors import ImgpipeRuntimeError
 from imgpipe_runtime.links import LinkSigner
 from imgpipe_runtime.settings import StorageSettings
 
 
-class InvalidKey(ValueError):
+class InvalidKey(ImgpipeRuntimeError, ValueError):
     """A key that could escape the store (absolute, `..`, empty parts)."""
 
 

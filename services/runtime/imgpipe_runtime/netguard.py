@@ -13,6 +13,8 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from imgpipe_runtime.errors import ImgpipeRuntimeError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Ranges `is_global` lets through but a server-side fetcher must not reach anyway.
@@ -28,7 +30,7 @@ BLOCKED_MESSAGE = (
 _GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
-class BlockedAddressError(OSError):
+class BlockedAddressError(ImgpipeRuntimeError, OSError):
     """The destination is a loopback, private, link-local or otherwise internal address."""
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imgpipe_runtime.errors import ImgpipeRuntimeError
+
 ATTEMPT_HEADER = "x-imgpipe-attempt"
 ERROR_HEADER = "x-imgpipe-error"
 
 
-class HandlingError(Exception):
+class HandlingError(ImgpipeRuntimeError):
     """A handler's verdict on a message that it could not handle now."""
 
 
