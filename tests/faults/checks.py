@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook
 
 from imgpipe_contracts import documents
-from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
+from imgpipe_contracts.topology import ALL_QUEUES, NOTIFIER_REQUEST_COMPLETED
 from imgpipe_runtime.deadletters import dead_letter_counts
 from tests.faults.conftest import WEBHOOK_SECRET, Origin, Receiver, System
 
@@ -151,4 +151,4 @@ async def assert_exact_result(
     assert len(calls) == 1
     Webhook(WEBHOOK_SECRET).verify(calls[0].body, calls[0].headers)
     counts = await dead_letters(system)
-    assert len(counts) == 4 and set(counts.values()) == {0}, counts
+    assert len(counts) == len(ALL_QUEUES) and set(counts.values()) == {0}, counts

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from imgpipe_processor.keys import InvalidKey, image_key, readable_stem
+from imgpipe_processor.keys import InvalidRequestId, image_key, readable_stem
 
 REQUEST = "0123456789abcdef0123456789abcdef"
 KEY_SHAPE = re.compile(r"^images/[0-9a-f]{32}/[0-9]{6}-[0-9]{2}-[A-Za-z0-9_-]{1,40}\.jpg$")
@@ -105,17 +105,17 @@ def test_readable_stem_is_a_cleaned_up_file_name(url: str, stem: str) -> None:
         "0123456789abcdef-0123-4567-89ab-cdef",
     ],
 )
-def test_a_request_id_that_is_not_32_lower_case_hex_digits_raises_invalid_key(
+def test_a_request_id_that_is_not_32_lower_case_hex_digits_raises_invalid_request_id(
     request_id: str,
 ) -> None:
-    with pytest.raises(InvalidKey, match="is not 32 hex digits"):
+    with pytest.raises(InvalidRequestId, match="is not 32 hex digits"):
         image_key(request_id, 0, 0, "http://a/x.jpg")
 
 
-def test_a_request_id_with_a_trailing_newline_raises_invalid_key() -> None:
-    with pytest.raises(InvalidKey):
+def test_a_request_id_with_a_trailing_newline_raises_invalid_request_id() -> None:
+    with pytest.raises(InvalidRequestId):
         image_key(REQUEST + "\n", 0, 0, "http://a/x.jpg")
 
 
-def test_invalid_key_is_a_value_error() -> None:
-    assert issubclass(InvalidKey, ValueError)
+def test_an_invalid_request_id_is_a_value_error() -> None:
+    assert issubclass(InvalidRequestId, ValueError)

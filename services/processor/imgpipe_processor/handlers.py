@@ -9,7 +9,7 @@ from typing import Any
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
 from imgpipe_processor import metrics
 from imgpipe_processor.fetch import DownloadFailed
-from imgpipe_processor.keys import InvalidKey, image_key
+from imgpipe_processor.keys import InvalidRequestId, image_key
 from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
@@ -41,7 +41,7 @@ async def handle_image_requested(
         raise Reject(f"processor cannot handle {job.routing_key}")
     try:
         key = image_key(job.request_id, job.row_index, job.position, job.url)
-    except InvalidKey as exc:
+    except InvalidRequestId as exc:
         raise Reject(str(exc)) from exc
     try:
         with metrics.DOWNLOAD_SECONDS.time():

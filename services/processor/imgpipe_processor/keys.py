@@ -17,7 +17,7 @@ _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class InvalidKey(ProcessorError, ValueError):
+class InvalidRequestId(ProcessorError, ValueError):
     """A job names a request id that is not one we could have issued."""
 
 
@@ -30,5 +30,5 @@ def readable_stem(url: str, limit: int = 40) -> str:
 def image_key(request_id: str, row_index: int, position: int, url: str) -> str:
     """The stored name of one job's image: unique per job, the same on every redelivery."""
     if not _REQUEST_ID.fullmatch(request_id):
-        raise InvalidKey(f"request id {request_id!r} is not 32 hex digits")
+        raise InvalidRequestId(f"request id {request_id!r} is not 32 hex digits")
     return f"images/{request_id}/{row_index + 1:06d}-{position + 1:02d}-{readable_stem(url)}.jpg"
