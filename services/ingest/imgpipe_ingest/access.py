@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imgpipe_runtime.auth import bearer_token
+from imgpipe_runtime.auth import BAD_KEY, NO_KEY, bearer_token
 
 UPLOAD_PATHS = ("/upload/", "/upload")
 
@@ -35,11 +35,11 @@ class UploadAccess:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         token = bearer_token(headers.get("authorization"))
         if token is None:
-            await _answer(send, 401, "send your API key as 'Authorization: Bearer <key>'")
+            await _answer(send, 401, NO_KEY)
             return
         tenant = await app_state.adapters.authenticator.tenant_for(token)
         if tenant is None:
-            await _answer(send, 401, "the API key is unknown or revoked; ask for a valid one")
+            await _answer(send, 401, BAD_KEY)
             return
         limits = settings.limits_of(tenant)
         now = time.time()

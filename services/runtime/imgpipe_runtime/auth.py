@@ -24,6 +24,9 @@ from imgpipe_runtime.errors import ImgpipeRuntimeError
 from imgpipe_runtime.mongo import Document
 
 KEY_PREFIX = "imgpipe"
+# What a 401 says, the same from every service.
+NO_KEY = "send your API key as 'Authorization: Bearer <key>'"
+BAD_KEY = "the API key is unknown or revoked; ask for a valid one"
 _MISSING = object()
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from imgpipe_runtime.auth import BAD_KEY, NO_KEY
 from imgpipe_runtime.health import health_router
 from imgpipe_runtime.metrics import metrics_router
 
@@ -68,12 +69,12 @@ async def caller_tenant(request: Request, credentials: BearerKey) -> str | None:
     if not request.app.state.settings.auth_required:
         return None
     if credentials is None:
-        raise unauthorized("send your API key as 'Authorization: Bearer <key>'")
+        raise unauthorized(NO_KEY)
     tenant: str | None = await request.app.state.adapters.authenticator.tenant_for(
         credentials.credentials
     )
     if tenant is None:
-        raise unauthorized("the API key is unknown or revoked; ask for a valid one")
+        raise unauthorized(BAD_KEY)
     return tenant
 
 
