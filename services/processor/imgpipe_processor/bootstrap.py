@@ -40,8 +40,12 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
         per_host=settings.downloads_per_host,
     )
     try:
-        async with session, running_broker(settings, "imgpipe-processor") as broker:
-            processor = Processor(broker, session, pool, open_file_store(settings))
+        async with (
+            session,
+            open_file_store(settings) as files,
+            running_broker(settings, "imgpipe-processor") as broker,
+        ):
+            processor = Processor(broker, session, pool, files)
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
             await broker.consume(
                 PROCESSOR_IMAGE_REQUESTED,

@@ -13,8 +13,8 @@ from imgpipe_processor.keys import InvalidKey, image_key
 from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
-from imgpipe_runtime.files import FileStore
-from imgpipe_runtime.retry import Reject, RetryLater
+from imgpipe_runtime.files import FileStore, StoreUnavailable
+from imgpipe_runtime.retry import Reject, RetryLater, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,18 @@ async def handle_image_requested(
         return
     # Stored before the event is published, so a consumer of ImageProcessed finds the file; a
     # failed write raises, and the job is retried (nothing is acked before the file exists).
-    await files.write(key, result.jpeg, "image/jpeg")
+    # An unavailable store is waited for like a database outage: it uses up no attempts, so
+    # it never turns into a failed image.
+    try:
+        await files.write(key, result.jpeg, "image/jpeg")
+        output_url = await files.url_for(key)
+    except StoreUnavailable as exc:
+        raise Unavailable(f"file store unavailable: {exc}") from exc
     await broker.publish(
         ImageProcessed(
             **_about(job),
             output_key=key,
-            output_url=files.url_for(key),
+            output_url=output_url,
             width=result.width,
             height=result.height,
             source_format=result.source_format,

@@ -8,13 +8,11 @@ from fastapi.staticfiles import StaticFiles
 from imgpipe_runtime.web import service_app
 from imgpipe_status.bootstrap import bootstrap
 from imgpipe_status.config import Settings
-from imgpipe_status.routes import dashboard, requests, status
+from imgpipe_status.routes import dashboard, files, requests, status
 from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 
 
 def create_app(settings: Settings) -> FastAPI:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-
     app = service_app(
         title="imgpipe status",
         description="Processing status of uploads, output CSVs and processed images.",
@@ -25,6 +23,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(dashboard.router)
 
-    app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
+    if settings.storage_backend == "local":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
+    else:
+        app.include_router(files.router)
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app

@@ -48,9 +48,10 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
     close everything after."""
     async with (
         connected_database(settings) as db,
+        open_file_store(settings) as files,
         running_broker(settings, "imgpipe-status") as broker,
     ):
-        status = Status(db, StatusRepository(db), broker, open_file_store(settings))
+        status = Status(db, StatusRepository(db), broker, files)
         await broker.consume_batches(
             STATUS_IMAGE_OUTCOME,
             partial(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from imgpipe_runtime.files import FileStore
 from imgpipe_runtime.web import from_state
 from imgpipe_status.bootstrap import Status
 from imgpipe_status.config import Settings
@@ -18,5 +19,10 @@ def _repository(request: Request) -> StatusRepository:
     return _adapters(request).repository
 
 
+def _files(request: Request) -> FileStore:
+    return _adapters(request).files
+
+
 SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 RepositoryDep = Annotated[StatusRepository, Depends(_repository)]
+FilesDep = Annotated[FileStore, Depends(_files)]
