@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 
-# botocore retries a few times by itself (a reset connection, a 503 SlowDown); longer outages
+# botocore tries a few times in all by itself (a reset connection, a 503 SlowDown); longer outages
 # are waited out by the broker's retry queues, which do not hold a message in memory.
 BOTOCORE_ATTEMPTS = 3
 # Above the processor's default PREFETCH (32), so concurrent writes do not queue for a socket.
@@ -204,8 +204,11 @@ def client_config(settings: StorageSettings) -> AioConfig:
     return AioConfig(
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
-        retries={"mode": "standard", "max_attempts": BOTOCORE_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": BOTOCORE_ATTEMPTS},
         max_pool_connections=MAX_CONNECTIONS,
+        # botocore still presigns S3 links with the legacy SigV2 unless told; newer AWS regions
+        # and most S3-compatible servers accept only SigV4 (which also bounds the expiry).
+        signature_version="s3v4",
         # Servers other than AWS rarely resolve <bucket>.<host> names.
         s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
         # botocore 1.36 began sending CRC checksums (aws-chunked) on every upload, which
