@@ -205,6 +205,25 @@ async def test_a_server_answering_503_makes_writes_unavailable(
     assert faulty.refused == 3, "botocore's own attempts, then it gives up to our retries"
 
 
+async def test_after_a_transient_failure_ready_asks_the_store_until_it_answers_again(
+    bucket: str, faulty: FaultyS3
+) -> None:
+    async with open_s3_file_store(settings(faulty.url, bucket)) as store:
+        await store.ready()
+        faulty.failing = lambda request: True
+        with pytest.raises(StoreUnavailable):
+            await store.write(IMAGE, JPEG, "image/jpeg")
+        with pytest.raises(StoreUnavailable):
+            await store.ready()
+        faulty.failing = lambda request: False
+        await store.ready()
+        asked = faulty.forwarded
+        await store.ready()
+        await store.ready()
+
+    assert faulty.forwarded == asked, "once the store answers, ready costs no request"
+
+
 async def test_a_server_slower_than_the_read_timeout_makes_writes_unavailable(
     bucket: str, faulty: FaultyS3
 ) -> None:

@@ -21,15 +21,20 @@ JPEG = b"\xff\xd8\xff fake jpeg\xff\xd9"
 
 
 class FakeFiles:
-    """A FileStore in a dict; `broken` makes every write raise it."""
+    """A FileStore in a dict; `broken` makes every write raise it, `down` the readiness check."""
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.stored: dict[str, tuple[bytes, str]] = {}
         self.broken: Exception | None = None
+        self.down: Exception | None = None
 
     async def url_for(self, key: str) -> str:
         return f"https://files.test/files/{key}"
+
+    async def ready(self) -> None:
+        if self.down is not None:
+            raise self.down
 
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         self.log.append(f"write {key}")
@@ -184,6 +189,18 @@ async def test_a_failing_file_write_raises_and_publishes_nothing(world: World) -
     with pytest.raises(OSError, match="disk full"):
         await world.handle(delivery(job()))
 
+    assert world.broker.published == []
+
+
+async def test_a_job_waits_for_a_file_store_that_is_down_before_downloading_anything(
+    world: World,
+) -> None:
+    world.files.down = StoreUnavailable("S3 did not answer")
+
+    with pytest.raises(Unavailable, match="file store unavailable"):
+        await world.handle(delivery(job(), attempt=3, max_attempts=3))
+
+    assert world.log == []
     assert world.broker.published == []
 
 

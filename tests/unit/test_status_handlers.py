@@ -185,6 +185,9 @@ class FakeFiles:
     async def url_for(self, key: str) -> str:
         return f"{FILES}/{key}"
 
+    async def ready(self) -> None:
+        return
+
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         self.log.append(f"write {key}")
         if self.broken is not None:

@@ -48,6 +48,11 @@ class FileStore(Protocol):
         """Where users download `key` (async: an S3 store signs the link)."""
         ...
 
+    async def ready(self) -> None:
+        """StoreUnavailable if the store failed of late and still does not answer; cheap
+        otherwise. Asked before costly work whose result would have nowhere to go."""
+        ...
+
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         """Store `data` under `key`, replacing any earlier version atomically."""
         ...
@@ -77,6 +82,10 @@ class LocalFileStore:
 
     async def url_for(self, key: str) -> str:
         return f"{self._base}/files/{checked_key(key)}"
+
+    async def ready(self) -> None:
+        # A local disk is there or not; a failed write says which.
+        return
 
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         # Off the loop: an image is up to a few MB, and a slow disk must not stall heartbeats.

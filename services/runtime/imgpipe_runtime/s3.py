@@ -108,6 +108,30 @@ class S3FileStore:
         self._public = (settings.s3_public_base_url or "").rstrip("/")
         self._expiry = settings.s3_url_expiry
         self._where = settings.s3_endpoint_url or "AWS"
+        # Set by a transient failure, cleared by any answer: see `ready`.
+        self._failing = False
+
+    @contextlib.contextmanager
+    def _request(self) -> Iterator[None]:
+        """One request to S3: its errors translated, and whether S3 is failing noted."""
+        try:
+            with _store_errors():
+                yield
+        except StoreUnavailable:
+            self._failing = True
+            raise
+        except (StoreError, FileNotFoundError):
+            self._failing = False  # S3 answered, if not as hoped
+            raise
+        self._failing = False
+
+    async def ready(self) -> None:
+        # Free while S3 works. After a transient failure one HEAD of the bucket stands in for
+        # the job: during an outage, retried jobs wait for S3 without downloading and
+        # re-encoding their image every time round.
+        if self._failing:
+            with self._request():
+                await self._client.head_bucket(Bucket=self.bucket)
 
     def object_key(self, key: str) -> str:
         """The object's name in the bucket: the prefix, then the checked key."""
@@ -130,13 +154,13 @@ class S3FileStore:
         if len(data) > MULTIPART_THRESHOLD:
             await self._write_in_parts(name, data, content_type)
             return
-        with _store_errors():
+        with self._request():
             await self._client.put_object(
                 Bucket=self.bucket, Key=name, Body=data, ContentType=content_type
             )
 
     async def _write_in_parts(self, name: str, data: bytes, content_type: str) -> None:
-        with _store_errors():
+        with self._request():
             upload = await self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=name, ContentType=content_type
             )
@@ -145,7 +169,7 @@ class S3FileStore:
             parts: list[Any] = []
             # One part at a time: only output CSVs get this large, once per request.
             for number, start in enumerate(range(0, len(data), PART_SIZE), start=1):
-                with _store_errors():
+                with self._request():
                     answer = await self._client.upload_part(
                         Bucket=self.bucket,
                         Key=name,
@@ -154,7 +178,7 @@ class S3FileStore:
                         Body=data[start : start + PART_SIZE],
                     )
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-            with _store_errors():
+            with self._request():
                 await self._client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=name,
@@ -170,7 +194,7 @@ class S3FileStore:
             raise
 
     async def read(self, key: str) -> bytes:
-        with _store_errors():
+        with self._request():
             response = await self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
             async with response["Body"] as body:
                 data: bytes = await body.read()
@@ -180,7 +204,7 @@ class S3FileStore:
         """StoreMisconfigured unless the bucket exists and the credentials are accepted; an
         unreachable store is only logged, as it may be back by the time there is work."""
         try:
-            with _store_errors():
+            with self._request():
                 await self._client.head_bucket(Bucket=self.bucket)
         except StoreUnavailable as exc:
             log.warning(
