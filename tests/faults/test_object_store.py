@@ -14,8 +14,8 @@ from tests.faults.conftest import Origin, Receiver, System
 ROWS, PER_ROW = 250, 2  # 500 images in flight
 HALF = ROWS * PER_ROW // 2
 SLOW_DOWN_SECONDS = 5.0
-CSV_REFUSALS = 6
-PREFETCH = 32  # the default: jobs a processor holds at once  # two writes of the output CSV, three botocore attempts each
+CSV_REFUSALS = 6  # two writes of the output CSV, three botocore attempts each
+PREFETCH = 32  # the default: jobs a processor holds at once
 
 
 async def test_an_object_store_answering_503_for_a_while_delays_but_fails_nothing(
