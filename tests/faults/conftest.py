@@ -185,47 +185,52 @@ async def _system(
 ) -> AsyncIterator[System]:
     database = SecantusServer(free_port(), str(root / "db"), root / "secantus.log")
     database.start()
-    async with new_namespace(rabbitmq_url, database.url) as ns:
-        ports = {name: str(free_port()) for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")}
-        env = (
-            os.environ
-            | ns.env()
-            | ports
-            | {
-                "DATA_DIR": str(root / "files"),
-                "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['STATUS_PORT']}",
-                "IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true",
-                "WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "WORKERS": "2",
-                "OUTBOX_GRACE": "2",
-                "OUTBOX_INTERVAL": "0.5",
-                "MONGODB_TIMEOUT_MS": "2000",
+    # Stopped whatever happens, a failed start included: it is a process of its own.
+    try:
+        async with new_namespace(rabbitmq_url, database.url) as ns:
+            ports = {
+                name: str(free_port()) for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")
             }
-            | (s3.env() if s3 else {})
-        )
-        stack = Stack(env, log_dir=root / "logs")
-        stack.start()
-        try:
-            # Off the loop: the S3 proxy the services reach at start runs on it.
-            await asyncio.to_thread(stack.wait_healthy)
-            yield System(
-                ns,
-                stack,
-                database,
-                root / "files",
-                f"http://127.0.0.1:{ports['INGEST_PORT']}",
-                f"http://127.0.0.1:{ports['STATUS_PORT']}",
-                rabbit,
-                s3,
+            env = (
+                os.environ
+                | ns.env()
+                | ports
+                | {
+                    "DATA_DIR": str(root / "files"),
+                    "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['STATUS_PORT']}",
+                    "IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true",
+                    "WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "WORKERS": "2",
+                    "OUTBOX_GRACE": "2",
+                    "OUTBOX_INTERVAL": "0.5",
+                    "MONGODB_TIMEOUT_MS": "2000",
+                }
+                | (s3.env() if s3 else {})
             )
-        finally:
-            stack.stop()
-            for log in sorted((root / "logs").glob("*.log")):
-                print(f"----- {log.name} -----\n{log.read_text()[-4000:]}")
-            # new_namespace drops the database; it must still be up for that.
-            if database.process is None or database.process.poll() is not None:
-                database.start()
-    database.stop()
+            stack = Stack(env, log_dir=root / "logs")
+            stack.start()
+            try:
+                # Off the loop: the S3 proxy the services reach at start runs on it.
+                await asyncio.to_thread(stack.wait_healthy)
+                yield System(
+                    ns,
+                    stack,
+                    database,
+                    root / "files",
+                    f"http://127.0.0.1:{ports['INGEST_PORT']}",
+                    f"http://127.0.0.1:{ports['STATUS_PORT']}",
+                    rabbit,
+                    s3,
+                )
+            finally:
+                stack.stop()
+                for log in sorted((root / "logs").glob("*.log")):
+                    print(f"----- {log.name} -----\n{log.read_text()[-4000:]}")
+                # new_namespace drops the database; it must still be up for that.
+                if database.process is None or database.process.poll() is not None:
+                    database.start()
+    finally:
+        database.stop()
 
 
 @pytest.fixture
