@@ -21,7 +21,7 @@ import PIL
 from bench import corpus, local, pipeline, procstats, report
 from bench.config import Config, load
 from bench.origin import Origin
-from bench.system import System, running_system, webhook_receiver
+from bench.system import System, on_s3, running_system, webhook_receiver
 
 T = TypeVar("T")
 
@@ -85,6 +85,16 @@ async def system_runs(
         origin.set_latency(0)
         _show_batch(run)
         _clear_images(system)
+
+        async with on_s3(system, log_dir) as s3:
+            say(f"2s. pipeline on the s3 backend (moto at {s3.url}): {config.images} images")
+            urls = urls_for(origin, items, config.images, "run2s")
+            run = await attempt(
+                results,
+                "pipeline_s3",
+                pipeline.batch(session, system, urls, config.pollers, config.poll_interval),
+            )
+            _show_batch(run)
 
         say(f"5. ingest: {config.ingest_rows} rows (processor stopped; jobs wait in the queue)")
         urls = urls_for(origin, items, config.ingest_rows, "ingest")
@@ -165,7 +175,7 @@ async def main_async(config: Config) -> int:
     rows = report.rows(results)
     report.write(out, results, rows)
     print("\n" + report.table(rows) + "\n", flush=True)
-    for key in ("pipeline", "pipeline_latency", "ingest"):
+    for key in ("pipeline", "pipeline_latency", "pipeline_s3", "ingest"):
         other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
         if other and other["cpu_percent"] > 10:
             print(f"note: other processes used {other['cpu_percent']:.0f}% CPU during {key}")

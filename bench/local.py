@@ -22,7 +22,8 @@ QUALITY = 50
 
 def _recompress_file(job: tuple[str, str]) -> int:
     source, destination = job
-    result = recompress(Path(source).read_bytes(), destination, MAX_PIXELS, QUALITY)
+    result = recompress(Path(source).read_bytes(), MAX_PIXELS, QUALITY)
+    Path(destination).write_bytes(result.jpeg)  # as the processor's store would
     return int(result.width * result.height)
 
 

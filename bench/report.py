@@ -33,7 +33,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def rows(r: dict[str, Any]) -> list[Row]:
     """Every figure, in run order; targets from the issue."""
     codec, naive, naive_lat = r.get("codec"), r.get("naive"), r.get("naive_latency")
-    pipe, pipe_lat = r.get("pipeline"), r.get("pipeline_latency")
+    pipe, pipe_lat, pipe_s3 = r.get("pipeline"), r.get("pipeline_latency"), r.get("pipeline_s3")
     ingest, one = r.get("ingest"), r.get("one_image")
     ms = r["config"]["latency_ms"]
 
@@ -42,6 +42,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
 
     codec_rate = get(codec, "images_per_s")
     pipe_rate, lat_rate = get(pipe, "images_per_s"), get(pipe_lat, "images_per_s")
+    s3_rate = get(pipe_s3, "images_per_s")
     naive_lat_rate = get(naive_lat, "images_per_s")
     out = [
         Row(f"1. codec limit ({get(codec, 'workers')} procs, no I/O)", codec_rate, "img/s"),
@@ -51,6 +52,9 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("2. pipeline / codec limit", _ratio(pipe_rate, codec_rate), "x", ">= 0.70"),
         Row("2. batch upload -> 202", get(pipe, "upload_s"), "s"),
         Row("2. last outcome -> Completed seen", get(pipe, "completion_tail_s"), "s"),
+        Row("2s. pipeline, s3 backend (local moto)", s3_rate, "img/s"),
+        Row("2s. pipeline s3 / local disk", _ratio(s3_rate, pipe_rate), "x"),
+        Row("2s. GET /status p99, s3 backend", get(pipe_s3, "status_p99_ms"), "ms"),
         Row("3. naive sequential, no latency", get(naive, "images_per_s"), "img/s"),
         Row("3. pipeline / naive, no latency", _ratio(pipe_rate, get(naive, "images_per_s")), "x"),
         Row(f"3. naive sequential, {ms:g} ms latency", naive_lat_rate, "img/s"),
@@ -108,7 +112,8 @@ def write(directory: Path, results: dict[str, Any], table_rows: list[Row]) -> No
     ]
     (directory / "results.json").write_text(json.dumps(results, indent=1, default=str))
     text = table(table_rows) + "\n"
-    for key, count in (("pipeline", "images"), ("pipeline_latency", "images"), ("ingest", "rows")):
+    runs = (("pipeline", "images"), ("pipeline_latency", "images"), ("pipeline_s3", "images"))
+    for key, count in (*runs, ("ingest", "rows")):
         if run := results.get(key):
             text += f"\nCPU during {key}:\n{cpu_table(run['cpu'], run[count])}\n"
     (directory / "table.txt").write_text(text)
@@ -127,6 +132,7 @@ def chart(path: Path, results: dict[str, Any]) -> None:
     for key, label in (
         ("pipeline", "pipeline, no latency"),
         ("pipeline_latency", f"pipeline, {ms:g} ms origin latency"),
+        ("pipeline_s3", "pipeline, s3 backend (local moto)"),
     ):
         run = results.get(key)
         if run and run.get("timeline"):

@@ -1,5 +1,6 @@
 """The real system for runs 2 and 4-7: its own SecantusDB (temp dir, --sync-on-commit), the
-four services as processes in their own broker namespace, and a webhook receiver."""
+four services as processes in their own broker namespace, and a webhook receiver; for run 2s,
+a local S3 server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -18,6 +20,7 @@ import aio_pika
 from aiohttp import web
 
 from imgpipe_dev.infra import SecantusServer, ensure_rabbitmq, free_port
+from imgpipe_dev.s3local import LocalS3
 from imgpipe_dev.stack import Stack
 from imgpipe_runtime.declare import delete_topology
 from imgpipe_runtime.settings import BrokerSettings
@@ -91,6 +94,25 @@ async def running_system(rabbitmq_url: str, log_dir: Path) -> AsyncIterator[Syst
             print(f"could not delete the queues under {env['BROKER_PREFIX']}: {exc!r}")
         await asyncio.to_thread(database.stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def on_s3(system: System, log_dir: Path) -> AsyncIterator[LocalS3]:
+    """Processor and status restarted on the s3 backend, against a local S3 server (moto's
+    server mode, a process of its own whose CPU the runs report as `moto`)."""
+    s3 = LocalS3(free_port(), "imgpipe-bench", log_dir / "moto.log")
+    await asyncio.to_thread(s3.start)
+    try:
+        for name in ("processor", "status"):
+            await asyncio.to_thread(system.stack.kill, name, signal.SIGTERM)
+            system.stack.start_one(name, env=s3.env())
+        await asyncio.to_thread(system.stack.wait_healthy)
+        assert s3.process is not None
+        system.watch["moto"] = [s3.process.pid]
+        yield s3
+    finally:
+        system.watch.pop("moto", None)
+        await asyncio.to_thread(s3.stop)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from aiohttp import web
 from pymongo import AsyncMongoClient
 
 from imgpipe_dev.infra import SecantusServer, free_port, mongodb_answers, port_open
+from imgpipe_dev.s3local import LocalS3
 from imgpipe_runtime.declare import delete_topology
 from imgpipe_runtime.settings import BrokerSettings
 
@@ -72,6 +73,19 @@ def mongodb_url() -> Iterator[str]:
     server.start()
     try:
         yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    """moto's S3 server as a process of its own, on a free port, for the whole session; each
+    test or stack makes its own bucket on it (tests.s3.new_bucket)."""
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    server = LocalS3(free_port(), "", log_path=log)
+    server.start()
+    try:
+        yield server
     finally:
         server.stop()
 

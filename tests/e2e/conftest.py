@@ -15,8 +15,10 @@ import pytest
 from aiohttp import web
 
 from imgpipe_dev.infra import free_port
-from imgpipe_dev.stack import Stack
-from tests.conftest import SAMPLE_IMAGES, Namespace, serving
+from imgpipe_dev.s3local import LocalS3, s3_env
+from imgpipe_dev.stack import MODULES, Stack
+from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace, serving
+from tests.s3 import new_bucket
 
 WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWltZ3BpcGUtZTJlLXRlc3Rz"
 
@@ -32,9 +34,13 @@ class RunningStack:
 
 @contextlib.contextmanager
 def stack_running(
-    namespace: Namespace, root: Path, extra_env: dict[str, str]
+    namespace: Namespace,
+    root: Path,
+    extra_env: dict[str, str],
+    service_env: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[RunningStack]:
-    """The four services as processes in `namespace`, logs printed when they stop."""
+    """The four services as processes in `namespace`, logs printed when they stop;
+    `service_env` adds variables for one service only (e.g. its own DATA_DIR)."""
     ports = {name: str(free_port()) for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")}
     env = (
         os.environ
@@ -53,7 +59,8 @@ def stack_running(
     )
     stack = Stack(env, log_dir=root / "logs")
     try:
-        stack.start()
+        for name in MODULES:
+            stack.start_one(name, env=(service_env or {}).get(name))
         stack.wait_healthy()
         yield RunningStack(
             stack,
@@ -76,6 +83,36 @@ def running_stack(
     root = tmp_path_factory.mktemp("stack")
     with stack_running(namespace, root, {"IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true"}) as running:
         yield running
+
+
+@dataclass
+class S3Stack:
+    """A stack on the s3 backend: processor and status each with a data directory of its
+    own, so that nothing can pass between them through a disk."""
+
+    running: RunningStack
+    endpoint_url: str
+    bucket: str
+    data_dirs: list[Path]
+
+
+@pytest.fixture(scope="session")
+async def s3_namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
+    async with new_namespace(rabbitmq_url, mongodb_url) as ns:
+        yield ns
+
+
+@pytest.fixture(scope="session")
+async def running_s3_stack(
+    s3_namespace: Namespace, local_s3: LocalS3, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[S3Stack]:
+    root = tmp_path_factory.mktemp("s3-stack")
+    bucket = await new_bucket(local_s3.url)
+    dirs = {name: root / f"{name}-files" for name in ("processor", "status")}
+    env = s3_env(local_s3.url, bucket) | {"IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true"}
+    per_service = {name: {"DATA_DIR": str(path)} for name, path in dirs.items()}
+    with stack_running(s3_namespace, root, env, per_service) as running:
+        yield S3Stack(running, local_s3.url, bucket, list(dirs.values()))
 
 
 @dataclass
@@ -144,6 +181,20 @@ class Subscriber:
 async def subscriber(
     running_stack: RunningStack, namespace: Namespace
 ) -> AsyncIterator[Subscriber]:
+    async with subscribed(namespace) as seen:
+        yield seen
+
+
+@pytest.fixture(scope="session")
+async def s3_subscriber(
+    running_s3_stack: S3Stack, s3_namespace: Namespace
+) -> AsyncIterator[Subscriber]:
+    async with subscribed(s3_namespace) as seen:
+        yield seen
+
+
+@contextlib.asynccontextmanager
+async def subscribed(namespace: Namespace) -> AsyncIterator[Subscriber]:
     connection = await aio_pika.connect_robust(namespace.rabbitmq_url)
     channel = await connection.channel()
     exchange = await channel.get_exchange(namespace.prefix + "imgpipe.events")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
@@ -16,6 +18,7 @@ from tests.e2e.conftest import (
     WEBHOOK_SECRET,
     Origin,
     RunningStack,
+    S3Stack,
     Subscriber,
     WebhookReceiver,
     eventually,
@@ -63,12 +66,36 @@ async def wait_for_final_status(session: aiohttp.ClientSession, status_url: str)
     return result
 
 
+@dataclass
+class Backend:
+    """A running stack on one storage backend, with where its files must come from."""
+
+    stack: RunningStack
+    subscriber: Subscriber
+    files_base: str
+    s3: S3Stack | None = None
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "local":
+        stack: RunningStack = request.getfixturevalue("running_stack")
+        return Backend(stack, request.getfixturevalue("subscriber"), f"{stack.status_url}/files/")
+    s3: S3Stack = request.getfixturevalue("running_s3_stack")
+    return Backend(
+        s3.running,
+        request.getfixturevalue("s3_subscriber"),
+        f"{s3.endpoint_url}/{s3.bucket}/",
+        s3,
+    )
+
+
 async def test_seed_csv_is_processed_end_to_end(
-    running_stack: RunningStack,
-    origin: Origin,
-    webhook_receiver: WebhookReceiver,
-    subscriber: Subscriber,
+    backend: Backend, origin: Origin, webhook_receiver: WebhookReceiver
 ) -> None:
+    """With either backend; with s3, every file comes straight from the bucket and neither
+    the processor's nor the status service's data directory holds anything."""
+    running_stack, subscriber = backend.stack, backend.subscriber
     o = origin.base_url
     async with aiohttp.ClientSession() as session:
         accepted = await upload(session, running_stack, seed_csv(o), webhook_receiver.url)
@@ -93,8 +120,10 @@ async def test_seed_csv_is_processed_end_to_end(
             sizes[n] for n in ("cat.jpg", "coffee.jpg", "astronaut.jpg", "hubble.jpg", "cat.jpg")
         )
 
-        async with session.get(status["output_csv_url"]) as response:
+        assert status["output_csv_url"].startswith(backend.files_base)
+        async with session.get(status["output_csv_url"], allow_redirects=False) as response:
             assert response.status == 200
+            assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
             rows = list(csv.reader(io.StringIO(await response.text())))
         assert rows[0] == [
             "S. No.",
@@ -123,8 +152,10 @@ async def test_seed_csv_is_processed_end_to_end(
             for url, source in zip(row_outputs, row_sources, strict=True):
                 if source is None:
                     continue
-                async with session.get(url) as response:
+                assert url.startswith(backend.files_base), url
+                async with session.get(url, allow_redirects=False) as response:
                     assert response.status == 200, url
+                    assert response.headers["Content-Type"] == "image/jpeg"
                     data = await response.read()
                 bytes_out += len(data)
                 with (
@@ -139,6 +170,8 @@ async def test_seed_csv_is_processed_end_to_end(
                     )
 
         assert status["bytes_out"] == bytes_out
+        if backend.s3 is not None:
+            assert [p for d in backend.s3.data_dirs for p in d.rglob("*")] == []
 
         async def webhook_recorded() -> dict[str, Any] | None:
             async with session.get(accepted["status_url"]) as response:

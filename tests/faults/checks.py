@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -139,11 +140,10 @@ async def assert_exact_result(
         assert cells[0] == str(row + 1)
         outputs = cells[3].split(",")
         names = [f"{row + 1:06d}-{p + 1:02d}-{row * per_row + p}.jpg" for p in range(per_row)]
-        assert [u.rsplit("/", 1)[1] for u in outputs] == names
+        assert [urlsplit(u).path.rsplit("/", 1)[1] for u in outputs] == names
         expected_names.update(names)
         assert cells[4] == ""
-    stored = {p.name for p in (system.data_dir / "images" / request_id).glob("*.jpg")}
-    assert stored == expected_names
+    assert await system.stored_images(request_id) == expected_names
 
     await wait_for_webhook(http, system, request_id)
     await nothing_left_to_send(system, request_id)

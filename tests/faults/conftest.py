@@ -22,9 +22,11 @@ from aiohttp import web
 from PIL import Image
 
 from imgpipe_dev.infra import SecantusServer, free_port
+from imgpipe_dev.s3local import LocalS3, s3_env
 from imgpipe_dev.stack import Stack
 from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace, serving
 from tests.faults.rabbit import PrivateRabbit
+from tests.s3 import FaultyS3, keys_in, new_bucket
 
 WEBHOOK_SECRET = "whsec_" + "ZmF1bHQtdGVzdHMtc2VjcmV0LWZvci1pbWdwaXBl"
 
@@ -121,6 +123,23 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @dataclass
+class S3Backend:
+    """The services' S3 endpoint is `proxy`, in front of the session's moto server."""
+
+    proxy: FaultyS3
+    bucket: str
+
+    def env(self) -> dict[str, str]:
+        return s3_env(self.proxy.url, self.bucket)
+
+    async def stored_images(self, request_id: str) -> set[str]:
+        prefix = f"images/{request_id}/"
+        return {
+            k.rsplit("/", 1)[1] for k in await keys_in(self.proxy.upstream, self.bucket, prefix)
+        }
+
+
+@dataclass
 class System:
     ns: Namespace
     stack: Stack
@@ -129,6 +148,13 @@ class System:
     ingest_url: str
     status_url: str
     rabbit: PrivateRabbit | None = None
+    s3: S3Backend | None = None
+
+    async def stored_images(self, request_id: str) -> set[str]:
+        """The names of the request's processed images in the file store."""
+        if self.s3 is not None:
+            return await self.s3.stored_images(request_id)
+        return {p.name for p in (self.data_dir / "images" / request_id).glob("*.jpg")}
 
     def restart(self, name: str) -> None:
         self.stack.kill(name)
@@ -155,7 +181,7 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
 
 
 async def _system(
-    rabbitmq_url: str, root: Path, rabbit: PrivateRabbit | None
+    rabbitmq_url: str, root: Path, rabbit: PrivateRabbit | None, s3: S3Backend | None = None
 ) -> AsyncIterator[System]:
     database = SecantusServer(free_port(), str(root / "db"), root / "secantus.log")
     database.start()
@@ -179,11 +205,13 @@ async def _system(
                     "OUTBOX_INTERVAL": "0.5",
                     "MONGODB_TIMEOUT_MS": "2000",
                 }
+                | (s3.env() if s3 else {})
             )
             stack = Stack(env, log_dir=root / "logs")
             try:
                 stack.start()
-                stack.wait_healthy()
+                # Off the loop: the S3 proxy the services reach at start runs on it.
+                await asyncio.to_thread(stack.wait_healthy)
                 yield System(
                     ns,
                     stack,
@@ -192,6 +220,7 @@ async def _system(
                     f"http://127.0.0.1:{ports['INGEST_PORT']}",
                     f"http://127.0.0.1:{ports['STATUS_PORT']}",
                     rabbit,
+                    s3,
                 )
             finally:
                 stack.stop()
@@ -208,6 +237,21 @@ async def _system(
 async def system(rabbitmq_url: str, tmp_path: Path) -> AsyncIterator[System]:
     async for running in _system(rabbitmq_url, tmp_path, None):
         yield running
+
+
+@pytest.fixture
+async def system_on_s3(
+    rabbitmq_url: str, local_s3: LocalS3, tmp_path: Path
+) -> AsyncIterator[System]:
+    """A system on the s3 backend, reaching moto through a proxy that fails on demand."""
+    proxy = FaultyS3(local_s3.url, free_port())
+    await proxy.up()
+    backend = S3Backend(proxy, await new_bucket(local_s3.url))
+    try:
+        async for running in _system(rabbitmq_url, tmp_path, None, backend):
+            yield running
+    finally:
+        await proxy.close()
 
 
 @pytest.fixture

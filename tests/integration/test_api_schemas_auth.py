@@ -26,7 +26,11 @@ from tests.integration.test_api_schemas import (
 )
 
 KEY = "schema-tenant-key-0123456789abcdef"
-AUTH_OPERATIONS = [*OPERATIONS, ("status", "GET", "/files/{key}")]
+AUTH_OPERATIONS = [
+    *OPERATIONS,
+    ("status", "GET", "/files/{key}"),
+    ("status", "HEAD", "/files/{key}"),
+]
 OPEN = {"/healthz"}  # answer without a key (metrics are not in the spec)
 
 

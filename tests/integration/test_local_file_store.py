@@ -44,7 +44,7 @@ async def test_a_key_that_could_leave_the_root_is_refused(store: LocalFileStore,
     with pytest.raises(InvalidKey):
         await store.write(key, b"x", "image/jpeg")
     with pytest.raises(InvalidKey):
-        store.url_for(key)
+        await store.url_for(key)
 
 
 @pytest.mark.parametrize(
@@ -59,15 +59,15 @@ def test_an_image_key_from_a_hostile_url_stays_inside_the_root(
     assert path.parent == store.root / "images" / REQUEST
 
 
-def test_url_for_joins_the_public_base_url_and_the_key(store: LocalFileStore) -> None:
-    assert store.url_for("images/r/1.jpg") == "http://localhost:8010/files/images/r/1.jpg"
+async def test_url_for_joins_the_public_base_url_and_the_key(store: LocalFileStore) -> None:
+    assert await store.url_for("images/r/1.jpg") == "http://localhost:8010/files/images/r/1.jpg"
 
 
 @pytest.mark.parametrize(
     "base", ["https://cdn.example/img", "https://cdn.example/img/", "https://cdn.example/img//"]
 )
-def test_url_for_uses_exactly_one_slash_after_the_base(tmp_path: Path, base: str) -> None:
-    assert LocalFileStore(tmp_path, base).url_for("images/k.jpg") == (
+async def test_url_for_uses_exactly_one_slash_after_the_base(tmp_path: Path, base: str) -> None:
+    assert await LocalFileStore(tmp_path, base).url_for("images/k.jpg") == (
         "https://cdn.example/img/files/images/k.jpg"
     )
 

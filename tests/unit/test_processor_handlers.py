@@ -13,22 +13,28 @@ from imgpipe_processor.handlers import handle_image_requested
 from imgpipe_processor.keys import image_key
 from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.consumer import Delivery
-from imgpipe_runtime.retry import Reject, RetryLater
+from imgpipe_runtime.files import StoreUnavailable
+from imgpipe_runtime.retry import Reject, RetryLater, Unavailable
 
 SOURCE = b"\x89PNG fake source bytes, 32 long"
 JPEG = b"\xff\xd8\xff fake jpeg\xff\xd9"
 
 
 class FakeFiles:
-    """A FileStore in a dict; `broken` makes every write raise it."""
+    """A FileStore in a dict; `broken` makes every write raise it, `down` the readiness check."""
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.stored: dict[str, tuple[bytes, str]] = {}
         self.broken: Exception | None = None
+        self.down: Exception | None = None
 
-    def url_for(self, key: str) -> str:
+    async def url_for(self, key: str) -> str:
         return f"https://files.test/files/{key}"
+
+    async def ready(self) -> None:
+        if self.down is not None:
+            raise self.down
 
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         self.log.append(f"write {key}")
@@ -155,7 +161,7 @@ async def test_a_processed_job_publishes_one_image_processed_describing_the_stor
     assert (event.row_index, event.position) == (2, 1)
     assert event.input_url == requested.url
     assert event.output_key == key
-    assert event.output_url == world.files.url_for(key)
+    assert event.output_url == await world.files.url_for(key)
     assert (event.width, event.height, event.source_format) == (640, 480, "PNG")
     assert event.bytes_in == len(SOURCE)
     assert event.bytes_out == len(JPEG)
@@ -182,6 +188,30 @@ async def test_a_failing_file_write_raises_and_publishes_nothing(world: World) -
 
     with pytest.raises(OSError, match="disk full"):
         await world.handle(delivery(job()))
+
+    assert world.broker.published == []
+
+
+async def test_a_job_waits_for_a_file_store_that_is_down_before_downloading_anything(
+    world: World,
+) -> None:
+    world.files.down = StoreUnavailable("S3 did not answer")
+
+    with pytest.raises(Unavailable, match="file store unavailable"):
+        await world.handle(delivery(job(), attempt=3, max_attempts=3))
+
+    assert world.log == []
+    assert world.broker.published == []
+
+
+@pytest.mark.parametrize("attempt", [1, 3])
+async def test_an_unavailable_file_store_waits_without_using_an_attempt_or_failing_the_image(
+    world: World, attempt: int
+) -> None:
+    world.files.broken = StoreUnavailable("S3 answered 503 SlowDown")
+
+    with pytest.raises(Unavailable, match="503 SlowDown"):
+        await world.handle(delivery(job(), attempt=attempt, max_attempts=3))
 
     assert world.broker.published == []
 

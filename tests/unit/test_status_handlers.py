@@ -27,6 +27,7 @@ from imgpipe_contracts.events import (
     WebhookFailed,
 )
 from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.files import StoreUnavailable
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status.handlers import (
     complete_request,
@@ -174,15 +175,23 @@ class FakeRepository:
 
 
 class FakeFiles:
+    """A FileStore in a dict; `broken` makes every write raise it."""
+
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.stored: dict[str, tuple[bytes, str]] = {}
+        self.broken: Exception | None = None
 
-    def url_for(self, key: str) -> str:
+    async def url_for(self, key: str) -> str:
         return f"{FILES}/{key}"
+
+    async def ready(self) -> None:
+        return
 
     async def write(self, key: str, data: bytes, content_type: str) -> None:
         self.log.append(f"write {key}")
+        if self.broken is not None:
+            raise self.broken
         self.stored[key] = (data, content_type)
 
     async def read(self, key: str) -> bytes:
@@ -350,7 +359,7 @@ async def test_a_completed_request_publishes_exactly_one_request_completed_with_
     assert event.status == "Completed"
     assert (event.total, event.processed, event.failed) == (3, 2, 1)
     assert event.output_csv_path == key
-    assert event.output_csv_url == world.files.url_for(key)
+    assert event.output_csv_url == await world.files.url_for(key)
     assert event.webhook_url == HOOK
     stored = world.repository.requests[rid]
     assert stored["status"] == "Completed"
@@ -420,6 +429,25 @@ async def test_a_lost_database_connection_makes_the_batch_unavailable(
         await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
 
     assert world.completions() == []
+
+
+async def test_an_unavailable_file_store_leaves_the_request_pending_and_the_batch_unavailable(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    world.files.broken = StoreUnavailable("S3 did not answer")
+
+    with pytest.raises(Unavailable, match="file store unavailable"):
+        await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    assert world.completions() == []
+    assert world.repository.requests[rid]["status"] == "Pending"
+
+    world.files.broken = None
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    [event] = world.completions()
+    assert (event.processed, event.failed) == (2, 1)
 
 
 async def test_a_consumer_that_loses_the_claim_to_another_publishes_nothing(

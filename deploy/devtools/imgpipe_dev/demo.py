@@ -84,7 +84,11 @@ def main() -> None:
     try:
         with running_system(env, log_dir=DATA / "demo-logs"):
             asyncio.run(run_demo(env))
-        print(f"Processed images are in {Path(env['DATA_DIR']).resolve() / 'images'}")
+        if env.get("STORAGE_BACKEND") == "s3":
+            where = f"bucket {env.get('S3_BUCKET')!r} under {env.get('S3_PREFIX', '')}images/"
+        else:
+            where = str(Path(env["DATA_DIR"]).resolve() / "images")
+        print(f"Processed images are in {where}")
     finally:
         server.shutdown()
 

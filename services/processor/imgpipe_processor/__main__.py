@@ -10,6 +10,7 @@ import prometheus_client
 
 from imgpipe_processor.bootstrap import bootstrap
 from imgpipe_processor.config import Settings
+from imgpipe_runtime.files import exit_unless_store_usable
 from imgpipe_runtime.logs import configure_logging
 
 log = logging.getLogger("imgpipe_processor")
@@ -35,6 +36,7 @@ def serve_metrics(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, "processor", settings.log_format)
+    exit_unless_store_usable(settings)
     serve_metrics(settings)
 
     async def _main() -> None:

@@ -41,10 +41,12 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
         per_host=settings.downloads_per_host,
     )
     try:
-        async with session, running_broker(settings, "imgpipe-processor") as broker:
-            processor = Processor(
-                broker, session, pool, open_file_store(settings, link_signer(settings))
-            )
+        async with (
+            session,
+            open_file_store(settings, link_signer(settings)) as files,
+            running_broker(settings, "imgpipe-processor") as broker,
+        ):
+            processor = Processor(broker, session, pool, files)
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
             handler = partial(
                 handle_image_requested,

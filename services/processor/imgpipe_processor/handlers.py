@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
@@ -13,8 +14,8 @@ from imgpipe_processor.keys import InvalidRequestId, image_key
 from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
-from imgpipe_runtime.files import FileStore
-from imgpipe_runtime.retry import Reject, RetryLater
+from imgpipe_runtime.files import FileStore, StoreUnavailable
+from imgpipe_runtime.retry import Reject, RetryLater, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ async def handle_image_requested(
         key = image_key(job.request_id, job.row_index, job.position, job.url)
     except InvalidRequestId as exc:
         raise Reject(str(exc)) from exc
+    # During a store outage the job waits before downloading: its image would have nowhere to go.
+    with _store_outage_as_unavailable():
+        await files.ready()
     try:
         with metrics.DOWNLOAD_SECONDS.time():
             data = await fetch(job.url)
@@ -58,12 +62,14 @@ async def handle_image_requested(
         return
     # Stored before the event is published, so a consumer of ImageProcessed finds the file; a
     # failed write raises, and the job is retried (nothing is acked before the file exists).
-    await files.write(key, result.jpeg, "image/jpeg")
+    with _store_outage_as_unavailable():
+        await files.write(key, result.jpeg, "image/jpeg")
+        output_url = await files.url_for(key)
     await broker.publish(
         ImageProcessed(
             **_about(job),
             output_key=key,
-            output_url=files.url_for(key),
+            output_url=output_url,
             width=result.width,
             height=result.height,
             source_format=result.source_format,
@@ -75,6 +81,16 @@ async def handle_image_requested(
     metrics.IMAGES_PROCESSED.inc()
     metrics.BYTES_IN.inc(len(data))
     metrics.BYTES_OUT.inc(result.bytes_out)
+
+
+@contextmanager
+def _store_outage_as_unavailable() -> Iterator[None]:
+    """An unavailable store is waited for like a database outage: it uses up no attempts, so
+    it never turns into a failed image."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise Unavailable(f"file store unavailable: {exc}") from exc
 
 
 async def _publish_failure(

@@ -115,10 +115,53 @@ class PublicUrlSettings(BaseSettings):
     )
 
 
-class StorageSettings(PublicUrlSettings):
-    """Where processed images and output CSVs are kept."""
+# Presigned S3 URLs cannot live longer than 7 days (SigV4's limit).
+MAX_URL_EXPIRY = 7 * 24 * 3600
 
+
+class StorageSettings(PublicUrlSettings):
+    """Where processed images and output CSVs are kept: a local directory or an S3 bucket.
+
+    S3 credentials are not settings of ours: botocore finds them the standard AWS way
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, a role).
+    """
+
+    storage_backend: Literal["local", "s3"] = Field(
+        default="local", description="local: DATA_DIR, served by status; s3: an S3 bucket."
+    )
     data_dir: Path = Path(".data/files")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible server; unset means AWS itself."
+    )
+    s3_region: str | None = None
+    s3_prefix: str = Field(default="", description="Prepended to every object key.")
+    s3_public_base_url: str | None = Field(
+        default=None, description="A CDN or public-bucket base for links; unset: presigned links."
+    )
+    s3_url_expiry: int = Field(default=MAX_URL_EXPIRY, ge=1, le=MAX_URL_EXPIRY)
+    s3_connect_timeout: float = Field(default=5.0, gt=0)
+    s3_read_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator(
+        "s3_bucket", "s3_endpoint_url", "s3_region", "s3_public_base_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # Compose files and shells pass unset variables as empty strings.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_as_folder(cls, value: str) -> str:
+        stripped = value.strip("/")
+        return f"{stripped}/" if stripped else ""
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> StorageSettings:
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET: the bucket to keep files in")
+        return self
 
 
 # Only for development: anyone reading this file can forge file links signed with it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from imgpipe_runtime.files import exit_unless_store_usable
 from imgpipe_runtime.serve import serve_http
 from imgpipe_status.app import create_app
 from imgpipe_status.config import Settings
@@ -9,6 +10,7 @@ from imgpipe_status.config import Settings
 
 def main() -> None:
     settings = Settings()
+    exit_unless_store_usable(settings)
     serve_http(create_app(settings), settings, "status", settings.status_port)
 
 

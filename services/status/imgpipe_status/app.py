@@ -13,8 +13,6 @@ from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 
 
 def create_app(settings: Settings) -> FastAPI:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-
     app = service_app(
         title="imgpipe status",
         description="Processing status of uploads, output CSVs and processed images.",
@@ -25,9 +23,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(dashboard.router)
 
-    if settings.auth_required:
-        app.include_router(files.router)
-    else:
+    if settings.storage_backend == "local" and not settings.auth_required:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.mount("/files", StaticFiles(directory=settings.data_dir), name="files")
+    else:
+        app.include_router(files.router)
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app

@@ -50,16 +50,17 @@ class Status:
 async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
     """Connect, consume outcomes and webhook results, relay unpublished completions; stop and
     close everything after."""
+    signer = link_signer(settings)
     async with (
         connected_database(settings) as db,
+        open_file_store(settings, signer) as files,
         running_broker(settings, "imgpipe-status") as broker,
     ):
-        signer = link_signer(settings)
         status = Status(
             db,
             StatusRepository(db),
             broker,
-            open_file_store(settings, signer),
+            files,
             Authenticator(KeyStore(db), settings.api_keys, settings.key_cache_seconds),
             signer,
         )

@@ -20,7 +20,7 @@ from imgpipe_contracts.events import (
 )
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
-from imgpipe_runtime.files import FileStore
+from imgpipe_runtime.files import FileStore, StoreUnavailable
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status import metrics
 from imgpipe_status.domain import final_state, output_csv_key, render_output_csv
@@ -42,7 +42,7 @@ async def handle_image_outcomes(
     if len(outcomes) != len(events):
         raise Reject("status.image-outcome only takes image.processed / image.failed")
     now = datetime.now(UTC)
-    with _database_errors_as_unavailable():
+    with _dependency_errors_as_unavailable():
         for progress in await repository.record_outcomes(outcomes, now):
             if progress.all_in and progress.status == "Pending":
                 await complete_request(progress, repository=repository, broker=broker, files=files)
@@ -77,7 +77,7 @@ async def complete_request(
         processed=confirmed.processed,
         failed=confirmed.failed,
         output_csv_path=key,
-        output_csv_url=files.url_for(key),
+        output_csv_url=await files.url_for(key),
         webhook_url=request.get("webhook_url"),
     )
     claimed = await repository.claim_completion(
@@ -148,16 +148,19 @@ async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusReposi
         "reason": reason,
         "at": event.occurred_at,
     }
-    with _database_errors_as_unavailable():
+    with _dependency_errors_as_unavailable():
         await repository.record_webhook_attempt(
             event.request_id, entry, state=state, url=event.url, webhook_id=event.webhook_id
         )
 
 
 @contextmanager
-def _database_errors_as_unavailable() -> Iterator[None]:
-    """While the database is unreachable, messages wait for it instead of using up retries."""
+def _dependency_errors_as_unavailable() -> Iterator[None]:
+    """While the database or the file store is unreachable, messages wait for it instead of
+    using up retries (the output CSV is written before a request completes)."""
     try:
         yield
     except ConnectionFailure as exc:
         raise Unavailable(f"database unavailable: {exc}") from exc
+    except StoreUnavailable as exc:
+        raise Unavailable(f"file store unavailable: {exc}") from exc

@@ -1,19 +1,25 @@
-"""`GET /files/{key}` when AUTH_MODE=required: a signed link, or the owner's API key.
+"""`GET /files/{key}` whenever `/files` is not a plain static directory: with AUTH_MODE=required
+(a signed link or the owner's API key opens a file), and with the S3 backend (a redirect to a
+fresh link into the bucket).
 
-Links handed out in CSVs, statuses and webhooks carry a signed `token` (a capability: whoever
-received the link may download that one file until the token expires). Without a token, the
-caller's API key must belong to the tenant that uploaded the request the file belongs to; any
-other caller learns nothing about whether the file exists (404).
+Links handed out in CSVs, statuses and webhooks are capabilities: a local link carries a signed
+`token` (whoever received it may download that one file until the token expires), an S3 link
+is presigned by the store. Without a token, the caller's API key must belong to the tenant that
+uploaded the request; any other caller learns nothing about whether the file exists (404).
+
+With S3 this route answers 307 to a freshly signed link, so an old `/files/...` link keeps
+working after a presigned one has expired. No request to S3 is made here: signing is local,
+and a key that is not there answers 404 from the bucket itself.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from imgpipe_runtime.files import LocalFileStore
 from imgpipe_runtime.web import BearerKey, caller_tenant, unauthorized
-from imgpipe_status.deps import RepositoryDep
+from imgpipe_status.deps import FilesDep, RepositoryDep
 from imgpipe_status.domain import request_id_of
 from imgpipe_status.schemas import UNAUTHORIZED, ErrorOut
 
@@ -22,24 +28,46 @@ router = APIRouter()
 _NO_SUCH_FILE = "no such file; take the link from GET /status/{request_id}"
 
 
-@router.get(
+@router.api_route(
     "/files/{key:path}",
-    response_class=FileResponse,
+    methods=["GET", "HEAD"],
+    response_model=None,
     responses={
         200: {"content": {"image/jpeg": {}, "text/csv": {}}, "description": "The file."},
+        307: {"description": "Where the file can be downloaded now (S3 backend)."},
         404: {"model": ErrorOut, "description": "No such file (or not the caller's)."},
         **UNAUTHORIZED,
     },
     summary="A processed image or an output CSV",
 )
-async def download_file(
+async def stored_file(
+    key: str,
+    request: Request,
+    repository: RepositoryDep,
+    files: FilesDep,
+    credentials: BearerKey,
+    token: str | None = None,
+) -> FileResponse | RedirectResponse:
+    if request.app.state.settings.auth_required:
+        await _check_access(key, request, repository, credentials, token)
+    if request_id_of(key) is None:
+        raise HTTPException(404, _NO_SUCH_FILE)
+    if not isinstance(files, LocalFileStore):
+        return RedirectResponse(await files.url_for(key), status_code=307)
+    path = files.path_for(key)
+    if not path.is_file():
+        raise HTTPException(404, _NO_SUCH_FILE)
+    return FileResponse(path)
+
+
+async def _check_access(
     key: str,
     request: Request,
     repository: RepositoryDep,
     credentials: BearerKey,
-    token: str | None = None,
-) -> FileResponse:
-    status = request.app.state.adapters
+    token: str | None,
+) -> None:
+    """A valid token for this key, or the API key of the request's owner; else 401 or 404."""
     if token is None and credentials is None:
         raise unauthorized(
             "this link needs its token, or your API key as 'Authorization: Bearer <key>'"
@@ -47,18 +75,14 @@ async def download_file(
     request_id = request_id_of(key)
     if request_id is None:
         raise HTTPException(404, _NO_SUCH_FILE)
-    signed = token is not None and status.signer is not None and status.signer.is_valid(key, token)
-    if not signed:
-        if credentials is None:
-            raise unauthorized(
-                "the link's token is wrong or expired: take a fresh link from "
-                "GET /status/{request_id}, or send your API key as 'Authorization: Bearer <key>'"
-            )
-        tenant = await caller_tenant(request, credentials)
-        if await repository.get_request(request_id, tenant) is None:
-            raise HTTPException(404, _NO_SUCH_FILE)
-    files: LocalFileStore = status.files
-    path = files.path_for(key)
-    if not path.is_file():
+    signer = request.app.state.adapters.signer
+    if token is not None and signer is not None and signer.is_valid(key, token):
+        return
+    if credentials is None:
+        raise unauthorized(
+            "the link's token is wrong or expired: take a fresh link from "
+            "GET /status/{request_id}, or send your API key as 'Authorization: Bearer <key>'"
+        )
+    tenant = await caller_tenant(request, credentials)
+    if await repository.get_request(request_id, tenant) is None:
         raise HTTPException(404, _NO_SUCH_FILE)
-    return FileResponse(path)

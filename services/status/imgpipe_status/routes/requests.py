@@ -56,6 +56,6 @@ async def processed_images(
     if await repository.get_request(request_id, tenant) is None:
         raise HTTPException(404, not_found_message(request_id))
     return [
-        ImageOut.of(doc | {"output_url": files.url_for(doc["output_key"])})
+        ImageOut.of(doc | {"output_url": await files.url_for(doc["output_key"])})
         for doc in await repository.processed_images(request_id, limit)
     ]

@@ -40,7 +40,7 @@ async def snapshot(
         request_id=doc["_id"],
         status=visible_state(doc["status"], doc["processed"], doc["failed"]),
         output_csv_path=doc.get("output_csv_path"),
-        output_csv_url=files.url_for(doc["output_csv_path"])
+        output_csv_url=await files.url_for(doc["output_csv_path"])
         if doc.get("output_csv_path")
         else None,
         progress=ProgressOut.of(doc),
