@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench.config import REPO
-from imgpipe_dev.infra import free_port, port_open, wait_until
+from imgpipe_dev.infra import free_port, port_open, terminate, wait_until
 
 # Plain blocking HTTP (the naive baseline uses it too); never through an environment proxy.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -79,13 +79,7 @@ class Origin:
             json.load(response)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from imgpipe_notifier.delivery import Attempt
 from imgpipe_notifier.handlers import WebhookNotDelivered, handle_request_completed
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.retry import Reject
+from tests.unit.fakes import FakeBroker
 
 HOOK = "https://receiver.test/hooks/imgpipe"
 DEFAULT = "https://default.test/hook"
@@ -36,14 +37,6 @@ class FakePost:
     async def __call__(self, url: str, webhook_id: str, body: str) -> Attempt:
         self.calls.append((url, webhook_id, body))
         return self.answer
-
-
-class FakeBroker:
-    def __init__(self) -> None:
-        self.published: list[Event] = []
-
-    async def publish(self, event: Event) -> None:
-        self.published.append(event)
 
 
 DELIVERED = Attempt(True, 204, "delivered")

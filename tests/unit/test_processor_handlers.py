@@ -15,45 +15,10 @@ from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import StoreUnavailable
 from imgpipe_runtime.retry import Reject, RetryLater, Unavailable
+from tests.unit.fakes import FakeBroker, FakeFiles
 
 SOURCE = b"\x89PNG fake source bytes, 32 long"
 JPEG = b"\xff\xd8\xff fake jpeg\xff\xd9"
-
-
-class FakeFiles:
-    """A FileStore in a dict; `broken` makes every write raise it, `down` the readiness check."""
-
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-        self.stored: dict[str, tuple[bytes, str]] = {}
-        self.broken: Exception | None = None
-        self.down: Exception | None = None
-
-    async def url_for(self, key: str) -> str:
-        return f"https://files.test/files/{key}"
-
-    async def ready(self) -> None:
-        if self.down is not None:
-            raise self.down
-
-    async def write(self, key: str, data: bytes, content_type: str) -> None:
-        self.log.append(f"write {key}")
-        if self.broken is not None:
-            raise self.broken
-        self.stored[key] = (data, content_type)
-
-    async def read(self, key: str) -> bytes:
-        return self.stored[key][0]
-
-
-class FakeBroker:
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-        self.published: list[Event] = []
-
-    async def publish(self, event: Event) -> None:
-        self.log.append(f"publish {event.routing_key}")
-        self.published.append(event)
 
 
 class FakeFetch:

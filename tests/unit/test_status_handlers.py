@@ -36,11 +36,11 @@ from imgpipe_status.handlers import (
     relay_pending_completions,
 )
 from imgpipe_status.repository import Outcome, Progress, outcome_document
+from tests.unit.fakes import FILES, FakeBroker, FakeFiles
 
 Document = dict[str, Any]
 HEADER = ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Errors"]
 HOOK = "https://receiver.test/hook"
-FILES = "https://files.test/files"
 
 
 class FakeRepository:
@@ -172,45 +172,6 @@ class FakeRepository:
                 "status_code": entry["status_code"],
                 "reason": entry["reason"],
             }
-
-
-class FakeFiles:
-    """A FileStore in a dict; `broken` makes every write raise it."""
-
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-        self.stored: dict[str, tuple[bytes, str]] = {}
-        self.broken: Exception | None = None
-
-    async def url_for(self, key: str) -> str:
-        return f"{FILES}/{key}"
-
-    async def ready(self) -> None:
-        return
-
-    async def write(self, key: str, data: bytes, content_type: str) -> None:
-        self.log.append(f"write {key}")
-        if self.broken is not None:
-            raise self.broken
-        self.stored[key] = (data, content_type)
-
-    async def read(self, key: str) -> bytes:
-        return self.stored[key][0]
-
-
-class FakeBroker:
-    """Publishes into a list; `broken` makes publishing raise it."""
-
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-        self.published: list[Event] = []
-        self.broken: Exception | None = None
-
-    async def publish(self, event: Event) -> None:
-        self.log.append(f"publish {event.routing_key}")
-        if self.broken is not None:
-            raise self.broken
-        self.published.append(event)
 
 
 class World:

@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from imgpipe_dev.infra import port_open, wait_until
+from imgpipe_dev.infra import port_open, terminate, wait_until
 
 REGION = "us-east-1"
 # Placeholders in the standard variables, so that botocore never looks further (a profile,
@@ -125,14 +125,7 @@ class LocalS3:
         wait_until(ready, timeout, f"the local S3 server on port {self.port}", interval=0.1)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 def main() -> None:
