@@ -73,10 +73,10 @@ class UploadOutcomes:
 
 def create_app(settings: Settings) -> FastAPI:
     app = service_app(
-        title="imgpipe ingest",
-        description="Upload a CSV of products and image URLs; get a request id at once.",
-        settings=settings,
-        open_adapters=lambda: bootstrap(settings),
+        "imgpipe ingest",
+        "Upload a CSV of products and image URLs; get a request id at once.",
+        settings,
+        lambda: bootstrap(settings),
     )
     # Added innermost first: UploadAccess decides the tenant's cap before BodySizeLimit reads
     # the body, and UploadOutcomes counts every answer, 401, 413 and 429 included.

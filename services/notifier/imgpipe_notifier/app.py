@@ -16,10 +16,10 @@ def create_app(settings: Settings) -> FastAPI:
     signer = Webhook(settings.webhook_secret)
 
     app = service_app(
-        title="imgpipe notifier",
-        description="Signed completion webhooks, and a demo receiver at /webhook/.",
-        settings=settings,
-        open_adapters=lambda: bootstrap(settings, signer),
+        "imgpipe notifier",
+        "Signed completion webhooks, and a demo receiver at /webhook/.",
+        settings,
+        lambda: bootstrap(settings, signer),
     )
     app.state.received = ReceivedWebhooks(signer, settings.received_webhooks_kept)
     app.include_router(webhook.router)

@@ -33,7 +33,6 @@ def bootstrap_lifespan(open_adapters: Callable[[], AbstractAsyncContextManager[A
 
 
 def service_app(
-    *,
     title: str,
     description: str,
     settings: object,
@@ -79,6 +78,16 @@ async def caller_tenant(request: Request, credentials: BearerKey) -> str | None:
 
 
 Tenant = Annotated[str | None, Depends(caller_tenant)]
+
+
+def adapter(name: str) -> Callable[[Request], Any]:
+    """A FastAPI dependency returning the adapter `name` that the bootstrap built (typed by
+    the `Annotated` alias that uses it)."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state.adapters, name)
+
+    return dependency
 
 
 def from_state(name: str, kind: type[T]) -> Callable[[Request], T]:

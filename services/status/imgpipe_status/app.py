@@ -14,10 +14,10 @@ from imgpipe_status.routes.dashboard import DASHBOARD_DIR
 
 def create_app(settings: Settings) -> FastAPI:
     app = service_app(
-        title="imgpipe status",
-        description="Processing status of uploads, output CSVs and processed images.",
-        settings=settings,
-        open_adapters=lambda: bootstrap(settings),
+        "imgpipe status",
+        "Processing status of uploads, output CSVs and processed images.",
+        settings,
+        lambda: bootstrap(settings),
     )
     app.include_router(status.router)
     app.include_router(requests.router)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
-from imgpipe_status.deps import FilesDep, RepositoryDep, Tenant
+from imgpipe_status.deps import FilesDep, OwnedRequestDep, RepositoryDep, Tenant
 from imgpipe_status.domain import visible_state
 from imgpipe_status.schemas import (
     NOT_FOUND,
@@ -12,7 +12,6 @@ from imgpipe_status.schemas import (
     ImageOut,
     ProgressOut,
     RequestSummaryOut,
-    not_found_message,
 )
 
 router = APIRouter()
@@ -46,16 +45,13 @@ async def recent_requests(
     summary="Processed images of a request, before and after",
 )
 async def processed_images(
-    request_id: str,
+    doc: OwnedRequestDep,
     repository: RepositoryDep,
     files: FilesDep,
-    tenant: Tenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[ImageOut]:
     """The first processed images in file order, with their sizes before and after."""
-    if await repository.get_request(request_id, tenant) is None:
-        raise HTTPException(404, not_found_message(request_id))
     return [
-        ImageOut.of(doc | {"output_url": await files.url_for(doc["output_key"])})
-        for doc in await repository.processed_images(request_id, limit)
+        ImageOut.of(image | {"output_url": await files.url_for(image["output_key"])})
+        for image in await repository.processed_images(doc["_id"], limit)
     ]

@@ -3,12 +3,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from imgpipe_contracts.events import FINAL_STATES
 from imgpipe_runtime.files import FileStore
-from imgpipe_status.deps import FilesDep, RepositoryDep, SettingsDep, Tenant
+from imgpipe_runtime.mongo import Document
+from imgpipe_status.deps import FilesDep, OwnedRequestDep, RepositoryDep, SettingsDep, Tenant
 from imgpipe_status.domain import visible_state
 from imgpipe_status.repository import StatusRepository
 from imgpipe_status.schemas import (
@@ -18,21 +19,14 @@ from imgpipe_status.schemas import (
     ProgressOut,
     StatusOut,
     WebhookOut,
-    not_found_message,
 )
 
 router = APIRouter()
 
 
-async def snapshot(
-    repository: StatusRepository, files: FileStore, request_id: str, owner: str | None
-) -> StatusOut:
-    """The request's status as the API shows it; 404 if there is no such request (or it is
-    another tenant's: its existence is not revealed). Links are signed afresh."""
-    doc = await repository.get_request(request_id, owner)
-    if doc is None:
-        raise HTTPException(404, not_found_message(request_id))
-    failed = await repository.failures(request_id, FAILURES_SHOWN) if doc["failed"] else []
+async def render(doc: Document, repository: StatusRepository, files: FileStore) -> StatusOut:
+    """A `requests` document as the API shows it, its links signed afresh."""
+    failed = await repository.failures(doc["_id"], FAILURES_SHOWN) if doc["failed"] else []
     webhook = doc.get("webhook")
     if webhook:
         webhook["history"] = sorted(webhook.get("history", []), key=lambda a: a["attempt"])
@@ -61,10 +55,8 @@ async def snapshot(
     responses=NOT_FOUND,
     summary="Processing status of an upload",
 )
-async def get_status(
-    request_id: str, repository: RepositoryDep, files: FilesDep, tenant: Tenant
-) -> StatusOut:
-    return await snapshot(repository, files, request_id, tenant)
+async def get_status(doc: OwnedRequestDep, repository: RepositoryDep, files: FilesDep) -> StatusOut:
+    return await render(doc, repository, files)
 
 
 @router.get(
@@ -82,6 +74,7 @@ async def get_status(
 )
 async def stream_status(
     request_id: str,
+    doc: OwnedRequestDep,
     repository: RepositoryDep,
     files: FilesDep,
     settings: SettingsDep,
@@ -92,7 +85,7 @@ async def stream_status(
     Every connection starts with a fresh snapshot, so a client that reconnects (with or
     without Last-Event-ID) loses nothing: it sees the current state at once.
     """
-    first = await snapshot(repository, files, request_id, tenant)
+    first = await render(doc, repository, files)
     interval = settings.events_interval
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -101,7 +94,10 @@ async def stream_status(
         sequence = 0
         while True:
             if current is None:
-                current = await snapshot(repository, files, request_id, tenant)
+                now = await repository.get_request(request_id, tenant)
+                if now is None:  # removed meanwhile: nothing more to follow
+                    return
+                current = await render(now, repository, files)
             body = current.model_dump_json()
             if body != last:
                 sequence += 1
