@@ -7,7 +7,12 @@ from pydantic import ValidationError
 
 from imgpipe_runtime.auth import bearer_token, split_key
 from imgpipe_runtime.links import LinkSigner
-from imgpipe_runtime.settings import DEVELOPMENT_LINK_SECRET, AuthSettings
+from imgpipe_runtime.settings import (
+    DEVELOPMENT_LINK_SECRET,
+    AuthSettings,
+    LinkSettings,
+    load_settings,
+)
 
 SECRET = "a-link-secret-of-some-length"
 
@@ -29,7 +34,14 @@ def test_auth_is_off_in_development_and_required_in_production_unless_set() -> N
 
 def test_production_refuses_the_development_link_secret() -> None:
     with pytest.raises(ValidationError, match="set LINK_SECRET"):
-        AuthSettings(environment="production", link_secret=DEVELOPMENT_LINK_SECRET)
+        LinkSettings(environment="production", link_secret=DEVELOPMENT_LINK_SECRET)
+
+
+def test_an_empty_auth_mode_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_MODE", "")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+
+    assert AuthSettings().auth_required
 
 
 def test_api_keys_are_read_as_tenant_key_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,3 +120,20 @@ def test_a_signed_link_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     assert signer.is_valid("outputs/output_r.csv", token)
     monkeypatch.setattr("itsdangerous.timed.time.time", lambda: 1_000_061.0)
     assert not signer.is_valid("outputs/output_r.csv", token)
+
+
+def test_a_bad_setting_stops_with_one_line_per_problem_and_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("API_KEYS", "acme")
+    monkeypatch.setenv("KEY_CACHE_SECONDS", "soon")
+
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(AuthSettings)
+
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: API_KEYS: give 'tenant:key' pairs, comma-separated, keys of 16+ characters",
+        "error: KEY_CACHE_SECONDS: Input should be a valid number, unable to parse string as a "
+        "number",
+    ]

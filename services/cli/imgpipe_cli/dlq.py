@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imgpipe_runtime.deadletters import dead_letter_counts, peek, replay, spec_named
-from imgpipe_runtime.settings import BrokerSettings
+from imgpipe_runtime.settings import BrokerSettings, load_settings
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 def _run(work: Callable[[aio_pika.abc.AbstractChannel, BrokerSettings], Awaitable[T]]) -> T:
     """Connect with the environment's settings (RABBITMQ_URL, BROKER_PREFIX), run, close."""
-    settings = BrokerSettings()
+    settings = load_settings(BrokerSettings)
 
     async def main() -> T:
         connection = await aio_pika.connect(settings.rabbitmq_url, timeout=10)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from imgpipe_runtime.auth import AuthError, KeyStore
 from imgpipe_runtime.mongo import connected_database
-from imgpipe_runtime.settings import MongoSettings
+from imgpipe_runtime.settings import MongoSettings, load_settings
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _run(work: Callable[[KeyStore], Awaitable[T]]) -> T:
-    settings = MongoSettings()
+    settings = load_settings(MongoSettings)
 
     async def main() -> T:
         async with connected_database(settings, wait_seconds=10) as db:

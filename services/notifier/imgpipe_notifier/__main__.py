@@ -5,10 +5,11 @@ from __future__ import annotations
 from imgpipe_notifier.app import create_app
 from imgpipe_notifier.config import Settings
 from imgpipe_runtime.serve import serve_http
+from imgpipe_runtime.settings import load_settings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings)
     serve_http(create_app(settings), settings, "notifier", settings.notifier_port)
 
 

@@ -12,6 +12,7 @@ from imgpipe_processor.bootstrap import bootstrap
 from imgpipe_processor.config import Settings
 from imgpipe_runtime.files import exit_unless_store_usable
 from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.settings import load_settings
 
 log = logging.getLogger("imgpipe_processor")
 
@@ -34,7 +35,7 @@ def serve_metrics(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings)
     configure_logging(settings.log_level, "processor", settings.log_format)
     exit_unless_store_usable(settings)
     serve_metrics(settings)

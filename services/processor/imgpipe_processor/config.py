@@ -6,10 +6,10 @@ import os
 
 from pydantic import Field
 
-from imgpipe_runtime.settings import AuthSettings, BrokerSettings, NetworkSettings, StorageSettings
+from imgpipe_runtime.settings import BrokerSettings, LinkSettings, NetworkSettings, StorageSettings
 
 
-class Settings(AuthSettings, BrokerSettings, NetworkSettings, StorageSettings):
+class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
     metrics_port: int = Field(
         default=8030, description="Port of the Prometheus /metrics endpoint (no other HTTP)."
     )

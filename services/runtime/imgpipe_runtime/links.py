@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from itsdangerous import BadSignature, TimestampSigner
 
-from imgpipe_runtime.settings import AuthSettings
+from imgpipe_runtime.settings import LinkSettings
 
 _SALT = "imgpipe.files"
 
@@ -32,7 +32,7 @@ class LinkSigner:
         return True
 
 
-def link_signer(settings: AuthSettings) -> LinkSigner | None:
+def link_signer(settings: LinkSettings) -> LinkSigner | None:
     """The signer of file links when access is controlled; None when AUTH_MODE=off."""
     if not settings.auth_required:
         return None

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgpipe_contracts.topology import Topology
 from imgpipe_runtime.logs import LogFormat
 
 DelayList = Annotated[tuple[float, ...], NoDecode]
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(kind: type[S]) -> S:
+    """`kind` read from the environment; on a bad value, one line per problem on stderr
+    (the variable and what is wrong) and exit status 2, not a traceback."""
+    try:
+        return kind()
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            variable = "_".join(str(part) for part in error["loc"]).upper()
+            if variable and not message.startswith(variable):
+                message = f"{variable}: {message}"
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _split_delays(value: Any) -> Any:
@@ -171,7 +188,7 @@ StaticKeys = Annotated[tuple[tuple[str, str], ...], NoDecode]
 
 
 class AuthSettings(ServiceSettings):
-    """Who may call the APIs (API keys of tenants) and how file links are signed."""
+    """Who may call the APIs: API keys of tenants (ingest and status)."""
 
     auth_mode: Literal["off", "required"] | None = Field(
         default=None, description="off or required; unset: required in production, else off."
@@ -184,19 +201,17 @@ class AuthSettings(ServiceSettings):
         ge=0,
         description="How long a looked-up key is trusted; a revocation takes effect within it.",
     )
-    link_secret: str = Field(
-        default=DEVELOPMENT_LINK_SECRET,
-        min_length=16,
-        description="Signs the file links handed out in CSVs, statuses and webhooks.",
-    )
-    link_expiry: int = Field(
-        default=7 * 24 * 3600, ge=60, description="Seconds a signed file link stays valid."
-    )
 
     @property
     def auth_required(self) -> bool:
         mode = self.auth_mode or ("required" if self.environment == "production" else "off")
         return mode == "required"
+
+    @field_validator("auth_mode", mode="before")
+    @classmethod
+    def _empty_mode_is_unset(cls, value: Any) -> Any:
+        # Compose files and shells pass unset variables as empty strings.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -214,6 +229,19 @@ class AuthSettings(ServiceSettings):
                 )
             pairs.append((tenant.strip(), key.strip()))
         return tuple(pairs)
+
+
+class LinkSettings(AuthSettings):
+    """How file links are signed when access is controlled (processor and status)."""
+
+    link_secret: str = Field(
+        default=DEVELOPMENT_LINK_SECRET,
+        min_length=16,
+        description="Signs the file links handed out in CSVs, statuses and webhooks.",
+    )
+    link_expiry: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Seconds a signed file link stays valid."
+    )
 
     @model_validator(mode="after")
     def _no_development_link_secret_in_production(self) -> Self:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from imgpipe_runtime.files import exit_unless_store_usable
 from imgpipe_runtime.serve import serve_http
+from imgpipe_runtime.settings import load_settings
 from imgpipe_status.app import create_app
 from imgpipe_status.config import Settings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings)
     exit_unless_store_usable(settings)
     serve_http(create_app(settings), settings, "status", settings.status_port)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from imgpipe_runtime.settings import AuthSettings, BrokerSettings, MongoSettings, StorageSettings
+from imgpipe_runtime.settings import BrokerSettings, LinkSettings, MongoSettings, StorageSettings
 
 
-class Settings(AuthSettings, BrokerSettings, MongoSettings, StorageSettings):
+class Settings(LinkSettings, BrokerSettings, MongoSettings, StorageSettings):
     status_port: int = 8010
     ingest_public_url: str = Field(
         default="http://localhost:8000",
