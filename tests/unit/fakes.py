@@ -1,8 +1,11 @@
-"""In-memory fakes of the ports the handlers take: the file store and the broker."""
+"""In-memory fakes of the ports the handlers take (the file store, the broker), and an event
+that no handler under test takes."""
 
 from __future__ import annotations
 
-from imgpipe_contracts.events import Event
+import uuid
+
+from imgpipe_contracts.events import Event, ImageFailed
 
 FILES = "https://files.test/files"
 
@@ -47,3 +50,15 @@ class FakeBroker:
         if self.broken is not None:
             raise self.broken
         self.published.append(event)
+
+
+def unrelated_event() -> Event:
+    """An event of another queue, which a handler must reject."""
+    return ImageFailed(
+        request_id=uuid.uuid4().hex,
+        row_index=0,
+        position=0,
+        input_url="https://shop.test/a.png",
+        reason="http_404",
+        detail="gone",
+    )

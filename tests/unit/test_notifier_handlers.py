@@ -10,7 +10,6 @@ import pytest
 
 from imgpipe_contracts.events import (
     Event,
-    ImageFailed,
     RequestCompleted,
     WebhookAttemptFailed,
     WebhookDelivered,
@@ -21,7 +20,7 @@ from imgpipe_notifier.delivery import Attempt
 from imgpipe_notifier.handlers import WebhookNotDelivered, handle_request_completed
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.retry import Reject
-from tests.unit.fakes import FakeBroker
+from tests.unit.fakes import FakeBroker, unrelated_event
 
 HOOK = "https://receiver.test/hooks/imgpipe"
 DEFAULT = "https://default.test/hook"
@@ -202,14 +201,7 @@ async def test_the_events_own_webhook_url_wins_over_the_default() -> None:
 
 
 async def test_an_event_that_is_not_a_request_completion_is_rejected() -> None:
-    other = ImageFailed(
-        request_id=uuid.uuid4().hex,
-        row_index=0,
-        position=0,
-        input_url="https://shop.test/a.png",
-        reason="http_404",
-        detail="gone",
-    )
+    other = unrelated_event()
     post, broker = FakePost(DELIVERED), FakeBroker()
 
     with pytest.raises(Reject):

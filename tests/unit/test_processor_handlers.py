@@ -15,7 +15,7 @@ from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import StoreUnavailable
 from imgpipe_runtime.retry import Reject, RetryLater, Unavailable
-from tests.unit.fakes import FakeBroker, FakeFiles
+from tests.unit.fakes import FakeBroker, FakeFiles, unrelated_event
 
 SOURCE = b"\x89PNG fake source bytes, 32 long"
 JPEG = b"\xff\xd8\xff fake jpeg\xff\xd9"
@@ -271,14 +271,7 @@ async def test_a_request_id_that_is_not_32_hex_digits_is_rejected_without_fetchi
 
 
 async def test_an_event_that_is_not_an_image_request_is_rejected(world: World) -> None:
-    other = ImageFailed(
-        request_id=uuid.uuid4().hex,
-        row_index=0,
-        position=0,
-        input_url="https://shop.test/a.png",
-        reason="http_404",
-        detail="gone",
-    )
+    other = unrelated_event()
 
     with pytest.raises(Reject):
         await world.handle(delivery(other))
