@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -152,6 +154,20 @@ class ReceivedCall:
 class WebhookReceiver:
     url: str
     calls: list[ReceivedCall] = field(default_factory=list)
+
+
+async def webhook_payload(receiver: WebhookReceiver, request_id: str) -> dict[str, Any]:
+    """The body of the webhook the receiver got for `request_id` (waits for it)."""
+
+    async def delivered() -> dict[str, Any] | None:
+        for call in receiver.calls:
+            payload: dict[str, Any] = json.loads(call.body)
+            if payload["request_id"] == request_id:
+                return payload
+        return None
+
+    result: dict[str, Any] = await eventually(delivered)  # type: ignore[assignment]
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,14 @@ from pymongo import AsyncMongoClient
 
 from imgpipe_runtime.auth import KeyStore
 from tests.conftest import Namespace, new_namespace
-from tests.e2e.conftest import Origin, RunningStack, WebhookReceiver, eventually, stack_running
+from tests.e2e.conftest import (
+    Origin,
+    RunningStack,
+    WebhookReceiver,
+    eventually,
+    stack_running,
+    webhook_payload,
+)
 from tests.e2e.test_cli import cli_env, in_pipe, write_csv
 from tests.e2e.test_dashboard import browser
 
@@ -260,14 +267,7 @@ async def test_links_from_the_webhook_and_the_csv_download_without_a_key(
         http, stack, origin, stack.beta_key, webhook_url=webhook_receiver.url
     )
 
-    async def delivered() -> dict[str, Any] | None:
-        for call in webhook_receiver.calls:
-            payload: dict[str, Any] = json.loads(call.body)
-            if payload["request_id"] == request_id:
-                return payload
-        return None
-
-    payload: dict[str, Any] = await eventually(delivered)  # type: ignore[assignment]
+    payload = await webhook_payload(webhook_receiver, request_id)
     async with http.get(payload["output_csv_url"]) as response:
         assert response.status == 200
         rows = list(csv.reader(io.StringIO(await response.text())))

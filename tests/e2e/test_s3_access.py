@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from imgpipe_dev.s3local import LocalS3, s3_env
 from tests.conftest import Namespace, new_namespace
-from tests.e2e.conftest import Origin, RunningStack, WebhookReceiver, eventually, stack_running
+from tests.e2e.conftest import (
+    Origin,
+    RunningStack,
+    WebhookReceiver,
+    stack_running,
+    webhook_payload,
+)
 from tests.s3 import new_bucket
 
 OWNER_KEY = "owner-static-key-0123456789abcdef"
@@ -76,14 +80,7 @@ async def test_presigned_links_work_without_a_key_and_files_redirects_only_for_t
             assert response.status == 202, await response.text()
             request_id = (await response.json())["request_id"]
 
-        async def delivered() -> dict[str, Any] | None:
-            for call in webhook_receiver.calls:
-                payload: dict[str, Any] = json.loads(call.body)
-                if payload["request_id"] == request_id:
-                    return payload
-            return None
-
-        payload: dict[str, Any] = await eventually(delivered)  # type: ignore[assignment]
+        payload = await webhook_payload(webhook_receiver, request_id)
         in_bucket = f"{local_s3.url}/{bucket}/"
         assert payload["output_csv_url"].startswith(in_bucket)
         async with http.get(payload["output_csv_url"]) as response:
