@@ -346,7 +346,8 @@ async def test_the_cli_creates_lists_and_revokes_keys_and_submits_with_one(
     listed = await asyncio.to_thread(in_pipe, ["keys", "list", "--json"], env)
     mine = [k for k in json.loads(listed.stdout) if k["tenant"] == "epsilon"]
     assert len(mine) == 1 and mine[0]["revoked_at"] is None
-    assert key.split("_")[2] not in listed.stdout  # the secret is never shown again
+    secret = key.split("_", 2)[2]  # token_urlsafe may itself contain "_"
+    assert secret not in listed.stdout  # the secret is never shown again
     downloaded = await asyncio.to_thread(
         in_pipe, ["download", request_id, "-o", str(tmp_path / "out.csv"), "--api-key", key], env
     )
