@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from imgpipe_contracts.topology import (
     NOTIFIER_REQUEST_COMPLETED,
     PROCESSOR_IMAGE_REQUESTED,
+    STATUS_IMAGE_BATCH,
     STATUS_IMAGE_OUTCOME,
     STATUS_WEBHOOK_OUTCOME,
 )
@@ -105,8 +106,10 @@ def expected(status: dict[str, Any]) -> dict[Key, float]:
     }
     for reason, count in status["failures_by_reason"].items():
         checks[key("processor", "imgpipe_processor_images_failed_total", reason=reason)] = count
+    # The seed CSV's 6 images travel in one batch, to the processor and to status.
     consumed = {
-        ("processor", PROCESSOR_IMAGE_REQUESTED.base): total,
+        ("processor", PROCESSOR_IMAGE_REQUESTED.base): 1,
+        ("status", STATUS_IMAGE_BATCH.base): 1,
         ("status", STATUS_IMAGE_OUTCOME.base): total,
         ("notifier", NOTIFIER_REQUEST_COMPLETED.base): 1,
         ("status", STATUS_WEBHOOK_OUTCOME.base): 1,

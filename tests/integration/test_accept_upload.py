@@ -1,4 +1,5 @@
-"""Accepting a large upload: products written and jobs queued chunk by chunk, nothing missed."""
+"""Accepting a large upload: one request document, and every row queued once, in batches that
+reach both the processor and the status service."""
 
 from __future__ import annotations
 
@@ -8,19 +9,19 @@ import aio_pika
 from pymongo import AsyncMongoClient
 
 from imgpipe_contracts import documents
-from imgpipe_contracts.events import ImageRequested
-from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED
+from imgpipe_contracts.events import ImageBatchRequested
+from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED, STATUS_IMAGE_BATCH
 from imgpipe_ingest.csv_format import ProductRow
 from imgpipe_ingest.repository import RequestRepository
-from imgpipe_ingest.service import CHUNK_ROWS, accept_upload
+from imgpipe_ingest.service import BATCH_IMAGES, accept_upload
 from imgpipe_runtime.broker import Broker
 from tests.conftest import Namespace
-from tests.integration.amqp import take
+from tests.integration.amqp import depth, take
 
-ROWS = CHUNK_ROWS * 2 + 345  # three chunks, the last one short
+ROWS = BATCH_IMAGES * 40 + 17  # 41 batches, the last one short
 
 
-async def test_every_row_of_a_multi_chunk_upload_is_recorded_and_queued_once(
+async def test_every_row_of_a_large_upload_is_queued_once_to_the_processor_and_status(
     ns: Namespace,
     broker: Broker,
     mongo: AsyncMongoClient[dict[str, Any]],
@@ -40,20 +41,21 @@ async def test_every_row_of_a_multi_chunk_upload_is_recorded_and_queued_once(
         rows, None, repository=repository, broker=broker, public_base_url="http://s.test"
     )
 
-    products = (
-        await mongo[ns.database][documents.PRODUCTS]
-        .find(documents.products_of(request_id))
-        .sort("_id", 1)
-        .to_list()
-    )
-    assert [p["row_index"] for p in products] == list(range(ROWS))
-    assert [p["serial_number"] for p in products] == list(range(1, ROWS + 1))
-
-    jobs = await take(channel, broker.topology.queue(PROCESSOR_IMAGE_REQUESTED), ROWS, within=60)
-    events = [ImageRequested.model_validate_json(m.body) for m in jobs]
-    assert sorted(e.row_index for e in events) == list(range(ROWS))
-    assert all(e.url == f"https://shop.test/{e.row_index}.jpg" for e in events)
-    queue = await channel.declare_queue(
-        broker.topology.queue(PROCESSOR_IMAGE_REQUESTED), passive=True
-    )
-    assert queue.declaration_result.message_count == 0
+    request = await mongo[ns.database][documents.REQUESTS].find_one({"_id": request_id})
+    assert request is not None
+    assert (request["rows"], request["rows_recorded"], request["total"]) == (ROWS, 0, ROWS)
+    for spec in (PROCESSOR_IMAGE_REQUESTED, STATUS_IMAGE_BATCH):
+        queue = broker.topology.queue(spec)
+        messages = await take(channel, queue, 41, within=60)
+        batches = [ImageBatchRequested.model_validate_json(m.body) for m in messages]
+        assert {m.type for m in messages} == {"image.requested.batch"}
+        assert all(b.request_id == request_id and b.images <= BATCH_IMAGES for b in batches)
+        row_indexes = sorted(row.row_index for b in batches for row in b.rows)
+        assert row_indexes == list(range(ROWS))
+        assert all(
+            row.urls == [f"https://shop.test/{row.row_index}.jpg"]
+            and row.serial_number == row.row_index + 1
+            for b in batches
+            for row in b.rows
+        )
+        assert await depth(channel, queue) == 0

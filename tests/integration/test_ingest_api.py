@@ -21,9 +21,11 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from imgpipe_contracts import documents
+from imgpipe_contracts.events import ImageBatchRequested
 from imgpipe_contracts.topology import PROCESSOR_IMAGE_REQUESTED, Topology
 from imgpipe_dev.infra import free_port
 from imgpipe_dev.stack import Stack
+from imgpipe_ingest.service import BATCH_IMAGES
 from tests.conftest import Namespace, new_namespace
 
 PUBLIC_BASE_URL = "http://127.0.0.1:9"
@@ -205,7 +207,7 @@ def assert_nothing_recorded(
 
 
 @pytest.mark.parametrize("path", ["/upload/", "/upload"])
-async def test_a_seed_csv_is_recorded_and_queued_with_one_job_per_image(
+async def test_a_seed_csv_is_recorded_and_queued_with_one_batch_of_its_rows(
     http: aiohttp.ClientSession,
     ingest_url: str,
     channel: aio_pika.abc.AbstractChannel,
@@ -222,70 +224,30 @@ async def test_a_seed_csv_is_recorded_and_queued_with_one_job_per_image(
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     assert body["status_url"] == f"{PUBLIC_BASE_URL}/status/{request_id}"
 
-    await wait_for_depth(channel, work_queue, 3)
+    await wait_for_depth(channel, work_queue, 1)
     queue = await channel.declare_queue(work_queue, passive=True)
-    jobs = []
-    for _ in range(3):
-        message = await queue.get(no_ack=True)
-        assert message.type == "image.requested"
-        jobs.append(orjson.loads(message.body))
+    message = await queue.get(no_ack=True)
+    assert message.type == "image.requested.batch"
+    jobs = list(ImageBatchRequested.model_validate_json(message.body).jobs())
     assert sorted(
-        (j["request_id"], j["row_index"], j["position"], j["serial_number"], j["url"]) for j in jobs
+        (j.request_id, j.row_index, j.position, j.serial_number, j.product_name, j.url)
+        for j in jobs
     ) == [
-        (request_id, 0, 0, 1, "https://example.com/a.jpg"),
-        (request_id, 0, 1, 1, "https://example.com/b.jpg"),
-        (request_id, 1, 0, 2, "https://example.com/c.jpg"),
+        (request_id, 0, 0, 1, "SKU1", "https://example.com/a.jpg"),
+        (request_id, 0, 1, 1, "SKU1", "https://example.com/b.jpg"),
+        (request_id, 1, 0, 2, 'Mug, "large"', "https://example.com/c.jpg"),
     ]
 
     db = mongo[ns.database]
     request = await db[documents.REQUESTS].find_one({"_id": request_id})
     assert request is not None
     assert request["status"] == "Pending"
-    assert (request["rows"], request["total"]) == (2, 3)
+    assert (request["rows"], request["rows_recorded"], request["total"]) == (2, 0, 3)
     assert (request["processed"], request["failed"]) == (0, 0)
     assert request["webhook_url"] == WEBHOOK_URL
     assert await db[documents.REQUESTS].count_documents({}) == 1
-
-    products = (
-        await db[documents.PRODUCTS].find({"request_id": request_id}).sort("row_index").to_list()
-    )
-    assert [
-        {
-            k: p[k]
-            for k in (
-                "_id",
-                "request_id",
-                "row_index",
-                "serial_number",
-                "product_name",
-                "input_image_urls",
-                "output_image_urls",
-                "processed",
-            )
-        }
-        for p in products
-    ] == [
-        {
-            "_id": f"{request_id}:0000000",
-            "request_id": request_id,
-            "row_index": 0,
-            "serial_number": 1,
-            "product_name": "SKU1",
-            "input_image_urls": ["https://example.com/a.jpg", "https://example.com/b.jpg"],
-            "output_image_urls": [None, None],
-            "processed": False,
-        },
-        {
-            "_id": f"{request_id}:0000001",
-            "request_id": request_id,
-            "row_index": 1,
-            "serial_number": 2,
-            "product_name": 'Mug, "large"',
-            "input_image_urls": ["https://example.com/c.jpg"],
-            "output_image_urls": [None],
-            "processed": False,
-        },
-    ]
+    # The rows travel with the jobs; the status service records them as products.
+    assert await db[documents.PRODUCTS].count_documents({}) == 0
 
 
 async def test_without_a_webhook_url_the_request_records_none(
@@ -299,7 +261,7 @@ async def test_without_a_webhook_url_the_request_records_none(
     status, body = await post(http, f"{ingest_url}/upload/", csv_form(SEED_CSV.encode(), "  "))
 
     assert status == 202, body
-    await wait_for_depth(channel, work_queue, 3)
+    await wait_for_depth(channel, work_queue, 1)
     request = await mongo[ns.database][documents.REQUESTS].find_one({"_id": body["request_id"]})
     assert request is not None
     assert request["webhook_url"] is None
@@ -318,7 +280,7 @@ async def test_a_chunked_upload_under_the_cap_is_accepted(
     )
 
     assert status == 202, body
-    await wait_for_depth(channel, work_queue, 3)
+    await wait_for_depth(channel, work_queue, 1)
 
 
 # --- rejected CSV files -----------------------------------------------------------------------
@@ -539,7 +501,8 @@ async def test_the_cap_counts_every_byte_of_the_body(
         assert body == TOO_LARGE
         assert await depth(channel, work_queue) == 0
     else:
-        await wait_for_depth(channel, work_queue, size // 5100 + 1)
+        rows = size // 5100 + 1
+        await wait_for_depth(channel, work_queue, -(-rows // BATCH_IMAGES))
 
 
 # --- form fields ------------------------------------------------------------------------------

@@ -15,7 +15,14 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from imgpipe_contracts import documents
-from imgpipe_contracts.events import ImageFailed, ImageProcessed, RequestCompleted
+from imgpipe_contracts.events import (
+    Event,
+    ImageBatchRequested,
+    ImageFailed,
+    ImageProcessed,
+    ProductJobs,
+    RequestCompleted,
+)
 from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
 from imgpipe_runtime.broker import Broker
 from imgpipe_runtime.consumer import Delivery
@@ -24,10 +31,12 @@ from imgpipe_runtime.mongo import ensure_indexes
 from imgpipe_runtime.retry import Unavailable
 from imgpipe_status.handlers import (
     complete_request,
+    handle_image_batches,
     handle_image_outcomes,
     relay_pending_completions,
 )
-from imgpipe_status.repository import StatusRepository, outcome_document
+from imgpipe_status.records import outcome_document
+from imgpipe_status.repository import StatusRepository
 from tests.conftest import Namespace
 from tests.integration.amqp import take
 
@@ -47,26 +56,30 @@ def files(tmp_path: Path) -> LocalFileStore:
 
 
 async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int]) -> str:
-    """Record a request as ingest does: the request and one product per row."""
+    """Record a request as ingest does, and its rows as status does from the batch."""
     request_id = uuid.uuid4().hex
     db = mongo[ns.database]
     now = datetime.now(UTC)
     await db[documents.REQUESTS].insert_one(
         documents.request_document(request_id, len(urls_per_row), sum(urls_per_row), None, now)
     )
-    await db[documents.PRODUCTS].insert_many(
-        [
-            documents.product_document(
-                request_id,
-                row,
-                row + 1,
-                f"SKU{row + 1}",
-                [f"http://origin.test/{row}-{pos}.jpg" for pos in range(count)],
-            )
-            for row, count in enumerate(urls_per_row)
-        ]
-    )
+    await StatusRepository(db).record_products([batch_of(request_id, urls_per_row)])
     return request_id
+
+
+def batch_of(request_id: str, urls_per_row: list[int], first_row: int = 0) -> ImageBatchRequested:
+    return ImageBatchRequested(
+        request_id=request_id,
+        rows=[
+            ProductJobs(
+                row_index=row,
+                serial_number=row + 1,
+                product_name=f"SKU{row + 1}",
+                urls=[f"http://origin.test/{row}-{pos}.jpg" for pos in range(count)],
+            )
+            for row, count in enumerate(urls_per_row[first_row:], first_row)
+        ],
+    )
 
 
 def processed(request_id: str, row: int, pos: int) -> ImageProcessed:
@@ -97,7 +110,7 @@ def failed(request_id: str, row: int, pos: int) -> ImageFailed:
     )
 
 
-def deliveries(*events: ImageProcessed | ImageFailed) -> list[Delivery]:
+def deliveries(*events: Event) -> list[Delivery]:
     return [Delivery(event, 1, 3) for event in events]
 
 
@@ -159,6 +172,11 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
     assert rows[1][4] == "http://origin.test/0-1.jpg -> http_404: the server answered 404 Not Found"
     products = await repository.products_in_order(request_id)
     assert [p["processed"] for p in products] == [True, True]
+    assert products[0]["output_image_urls"] == [
+        f"http://status.test/files/images/{request_id}/0-0.jpg",
+        None,
+    ]
+    assert products[0]["errors"][1].startswith("http_404")
     [message] = await take(channel, completions, 1)
     event = RequestCompleted.model_validate_json(message.body)
     assert (event.request_id, event.status, event.processed, event.failed) == (
@@ -268,3 +286,57 @@ async def test_outcomes_wait_for_an_unreachable_database_instead_of_failing(
             files=files,
         )
     await unreachable.close()
+
+
+async def test_a_redelivered_batch_records_each_row_once_and_recounts_them(
+    ns: Namespace, mongo: Mongo, repository: StatusRepository
+) -> None:
+    request_id = uuid.uuid4().hex
+    await mongo[ns.database][documents.REQUESTS].insert_one(
+        documents.request_document(request_id, 3, 3, None, datetime.now(UTC))
+    )
+    first, rest = batch_of(request_id, [1, 1]), batch_of(request_id, [1, 1, 1], first_row=2)
+
+    [progress] = await repository.record_products([first])
+    assert (progress.rows, progress.rows_recorded) == (3, 2)
+    [progress] = await repository.record_products([first, rest])
+
+    assert (progress.rows, progress.rows_recorded) == (3, 3)
+    products = await repository.products_in_order(request_id)
+    assert [p["row_index"] for p in products] == [0, 1, 2]
+
+
+async def test_rows_recorded_after_the_last_outcome_complete_the_request(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    files: LocalFileStore,
+    channel: aio_pika.abc.AbstractChannel,
+    completions: str,
+) -> None:
+    request_id = uuid.uuid4().hex
+    await mongo[ns.database][documents.REQUESTS].insert_one(
+        documents.request_document(request_id, 2, 2, None, datetime.now(UTC))
+    )
+    await handle_image_outcomes(
+        deliveries(processed(request_id, 0, 0), processed(request_id, 1, 0)),
+        repository=repository,
+        broker=broker,
+        files=files,
+    )
+    request = await repository.get_request(request_id)
+    assert request is not None and request["status"] == "Pending"
+
+    await handle_image_batches(
+        deliveries(batch_of(request_id, [1, 1])), repository=repository, broker=broker, files=files
+    )
+
+    request = await repository.get_request(request_id)
+    assert request is not None and request["status"] == "Completed"
+    rows = list(csv.reader(io.StringIO((files.root / request["output_csv_path"]).read_text())))
+    assert [r[3] for r in rows[1:]] == [
+        f"http://status.test/files/images/{request_id}/{row}-0.jpg" for row in (0, 1)
+    ]
+    [message] = await take(channel, completions, 1)
+    assert RequestCompleted.model_validate_json(message.body).request_id == request_id

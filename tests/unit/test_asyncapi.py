@@ -28,7 +28,8 @@ REGENERATE = "run `python -m imgpipe_dev.asyncapi` (`make asyncapi`) and commit 
 # generator's own table is what is under test).
 PUBLISHERS = {
     "request.accepted": "ingest",
-    "image.requested": "ingest",
+    "image.requested.batch": "ingest",
+    "image.requested": "processor",
     "image.processed": "processor",
     "image.failed": "processor",
     "request.completed": "status",

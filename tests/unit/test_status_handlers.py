@@ -18,8 +18,10 @@ from imgpipe_contracts import documents
 from imgpipe_contracts.events import (
     FINAL_STATES,
     Event,
+    ImageBatchRequested,
     ImageFailed,
     ImageProcessed,
+    ProductJobs,
     RequestAccepted,
     RequestCompleted,
     WebhookAttemptFailed,
@@ -31,11 +33,13 @@ from imgpipe_runtime.files import StoreUnavailable
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status.handlers import (
     complete_request,
+    handle_image_batches,
     handle_image_outcomes,
     handle_webhook_outcome,
     relay_pending_completions,
 )
-from imgpipe_status.repository import Outcome, Progress, outcome_document
+from imgpipe_status.records import Outcome, outcome_document, product_documents
+from imgpipe_status.repository import Progress
 from tests.unit.fakes import FILES, FakeBroker, FakeFiles
 
 Document = dict[str, Any]
@@ -64,24 +68,52 @@ class FakeRepository:
         if name in self.broken:
             raise self.broken[name]
 
-    # Seeding, as ingest does.
+    # Seeding, as ingest does; with `recorded`, the rows too, as if their batches had come.
     def add_request(
-        self, request_id: str, rows: list[list[str]], webhook_url: str | None = None
+        self,
+        request_id: str,
+        rows: list[list[str]],
+        webhook_url: str | None = None,
+        recorded: bool = True,
     ) -> None:
         now = datetime.now(UTC)
         total = sum(len(urls) for urls in rows)
         self.requests[request_id] = documents.request_document(
             request_id, len(rows), total, webhook_url, now
         )
-        for row_index, urls in enumerate(rows):
-            doc = documents.product_document(
-                request_id, row_index, row_index + 1, f"SKU{row_index + 1}", list(urls)
-            )
-            self.products[doc["_id"]] = doc
+        if recorded:
+            self._add_products([batch_of(request_id, rows)])
+
+    def _add_products(self, batches: Sequence[ImageBatchRequested]) -> list[str]:
+        touched: list[str] = []
+        for batch in batches:
+            if batch.request_id not in touched:
+                touched.append(batch.request_id)
+            for doc in product_documents(batch):
+                self.products.setdefault(doc["_id"], doc)
+        for request_id in touched:
+            if request_id in self.requests:
+                mine = [p for p in self.products.values() if p["request_id"] == request_id]
+                self.requests[request_id]["rows_recorded"] = len(mine)
+        return touched
 
     def _progress(self, request_id: str) -> Progress:
         doc = self.requests[request_id]
-        return Progress(request_id, doc["total"], doc["processed"], doc["failed"], doc["status"])
+        return Progress(
+            request_id,
+            doc["total"],
+            doc["processed"],
+            doc["failed"],
+            doc["status"],
+            doc["rows"],
+            doc["rows_recorded"],
+        )
+
+    async def record_products(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
+        self._check("record_products")
+        self.log.append("record_products")
+        touched = self._add_products(batches)
+        return [self._progress(rid) for rid in touched if rid in self.requests]
 
     async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
         self._check("record_outcomes")
@@ -93,14 +125,6 @@ class FakeRepository:
             if event.image_id in self.facts:
                 continue
             self.facts[event.image_id] = outcome_document(event, now)
-            product = self.products.get(documents.product_id(event.request_id, event.row_index))
-            if product is None:
-                continue
-            if isinstance(event, ImageProcessed):
-                product["output_image_urls"][event.position] = event.output_url
-                product["errors"][event.position] = None
-            else:
-                product["errors"][event.position] = f"{event.reason}: {event.detail}"
         for request_id in touched:
             await self.recount(request_id, now)
         return [self._progress(rid) for rid in touched if rid in self.requests]
@@ -127,11 +151,14 @@ class FakeRepository:
         mine = [p for p in self.products.values() if p["request_id"] == request_id]
         return sorted(mine, key=lambda p: p["_id"])
 
-    async def mark_products_processed(self, request_id: str) -> None:
-        self._check("mark_products_processed")
-        for product in self.products.values():
-            if product["request_id"] == request_id:
-                product["processed"] = True
+    async def outcomes(self, request_id: str) -> list[Document]:
+        self._check("outcomes")
+        return [dict(f) for f in self.facts.values() if f["request_id"] == request_id]
+
+    async def complete_products(self, products: Sequence[Document]) -> None:
+        self._check("complete_products")
+        for product in products:
+            self.products[product["_id"]] = dict(product, processed=True)
 
     async def claim_completion(self, request_id: str, changes: Document) -> bool:
         self._check("claim_completion")
@@ -189,6 +216,14 @@ class World:
             files=self.files,
         )
 
+    async def batches(self, *events: Event, attempt: int = 1) -> None:
+        await handle_image_batches(
+            [Delivery(e, attempt, 3) for e in events],
+            repository=self.repository,  # type: ignore[arg-type]
+            broker=self.broker,
+            files=self.files,
+        )
+
     async def relay(self, grace: float) -> int:
         return await relay_pending_completions(
             repository=self.repository,  # type: ignore[arg-type]
@@ -236,6 +271,21 @@ def failed(request_id: str, row: int, position: int, url: str) -> ImageFailed:
     )
 
 
+def batch_of(request_id: str, rows: list[list[str]], first_row: int = 0) -> ImageBatchRequested:
+    return ImageBatchRequested(
+        request_id=request_id,
+        rows=[
+            ProductJobs(
+                row_index=first_row + i,
+                serial_number=first_row + i + 1,
+                product_name=f"SKU{first_row + i + 1}",
+                urls=urls,
+            )
+            for i, urls in enumerate(rows)
+        ],
+    )
+
+
 def read_csv(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
 
@@ -263,6 +313,59 @@ async def test_outcomes_that_leave_images_outstanding_complete_nothing(world: Wo
     assert world.repository.requests[rid]["status"] == "Pending"
     assert world.repository.requests[rid]["processed"] == 1
     assert world.repository.requests[rid]["failed"] == 1
+
+
+async def test_a_request_whose_rows_are_not_all_recorded_waits_for_them_after_its_last_outcome(
+    world: World,
+) -> None:
+    rid = uuid.uuid4().hex
+    world.repository.add_request(rid, [[A, B], [C]], HOOK, recorded=False)
+    await world.batches(batch_of(rid, [[A, B]]))
+
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    assert world.completions() == []
+
+    await world.batches(batch_of(rid, [[C]], first_row=1))
+    [completion] = world.completions()
+    assert (completion.processed, completion.failed) == (2, 1)
+
+
+async def test_a_redelivered_batch_records_its_rows_once(world: World) -> None:
+    rid = uuid.uuid4().hex
+    world.repository.add_request(rid, [[A, B], [C]], HOOK, recorded=False)
+    first = batch_of(rid, [[A, B]])
+
+    await world.batches(first)
+    await world.batches(first, attempt=2)
+
+    assert world.repository.requests[rid]["rows_recorded"] == 1
+    assert sorted(world.repository.products) == [documents.product_id(rid, 0)]
+
+
+async def test_a_completed_request_has_its_products_outputs_errors_and_processed_flags(
+    world: World,
+) -> None:
+    rid = new_request(world)
+
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    first, second = (world.repository.products[documents.product_id(rid, i)] for i in (0, 1))
+    assert first["output_image_urls"] == [processed(rid, 0, 0, A).output_url, None]
+    assert first["errors"] == [None, "http_404: not found"]
+    assert second["output_image_urls"] == [processed(rid, 1, 0, C).output_url]
+    assert first["processed"] and second["processed"]
+
+
+async def test_a_batch_delivery_with_an_event_that_is_not_a_batch_is_rejected_unrecorded(
+    world: World,
+) -> None:
+    rid = uuid.uuid4().hex
+    world.repository.add_request(rid, [[A, B], [C]], HOOK, recorded=False)
+
+    with pytest.raises(Reject):
+        await world.batches(batch_of(rid, [[A, B]]), processed(rid, 1, 0, C))
+
+    assert world.repository.products == {}
 
 
 async def test_the_last_outcome_writes_the_csv_then_claims_then_publishes_the_completion(

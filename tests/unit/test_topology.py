@@ -8,9 +8,12 @@ from imgpipe_contracts.topology import (
     ALL_QUEUES,
     NOTIFIER_REQUEST_COMPLETED,
     PROCESSOR_IMAGE_REQUESTED,
+    PROCESSOR_LANES,
+    STATUS_IMAGE_BATCH,
     STATUS_IMAGE_OUTCOME,
     QueueSpec,
     Topology,
+    batch_routing_key,
     format_delay,
     queue_declarations,
 )
@@ -87,7 +90,15 @@ def test_every_queue_name_in_the_default_topology_is_distinct_and_starts_with_it
         names += own
 
     assert len(names) == len(set(names))
-    assert len(names) == 7 * 2 + 6 * 3 + 6
+    # 8 work queues, each with its DLQ; 7 with the 3 work retry queues, one with 6 webhook ones.
+    assert len(names) == 8 * 2 + 7 * 3 + 6
+
+
+def test_a_batch_on_any_lane_reaches_that_lane_alone_and_the_status_service() -> None:
+    for lane in PROCESSOR_LANES:
+        key = batch_routing_key(lane)
+        bound = [spec for spec in ALL_QUEUES if key in spec.routing_keys]
+        assert bound == [lane, STATUS_IMAGE_BATCH]
 
 
 def test_each_dead_letter_queue_is_declared_before_its_work_queue() -> None:

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from imgpipe_contracts.events import (
     SCHEMA_VERSION,
     Event,
+    ImageBatchRequested,
     ImageFailed,
     ImageProcessed,
     ImageRequested,
+    ProductJobs,
     RequestAccepted,
     RequestCompleted,
     WebhookAttemptFailed,
@@ -23,7 +25,8 @@ from imgpipe_runtime.retry import ATTEMPT_HEADER
 # Which service publishes each routing key (one `send` operation each).
 PUBLISHERS: dict[str, str] = {
     "request.accepted": "ingest",
-    "image.requested": "ingest",
+    "image.requested.batch": "ingest",
+    "image.requested": "processor",
     "image.processed": "processor",
     "image.failed": "processor",
     "request.completed": "status",
@@ -33,9 +36,11 @@ PUBLISHERS: dict[str, str] = {
 }
 
 SERVICES: dict[str, str] = {
-    "ingest": "Validates uploaded CSVs and queues one job per image.",
-    "processor": "Downloads, recompresses and stores images.",
-    "status": "Aggregates image outcomes, writes the output CSV, detects completion.",
+    "ingest": "Validates uploaded CSVs and queues their rows' images in batches.",
+    "processor": "Downloads, recompresses and stores images; a failed job of a batch goes to "
+    "the retry queues as a job of its own.",
+    "status": "Records products, aggregates image outcomes, writes the output CSV, detects "
+    "completion.",
     "notifier": "Delivers the signed completion webhook.",
 }
 
@@ -61,6 +66,25 @@ EXAMPLES: dict[str, Event] = {
         images=3,
         webhook_url=_HOOK,
         status_url=f"{_STATUS}/status/{_REQUEST}",
+    ),
+    "image.requested.batch": ImageBatchRequested(
+        event_id="5d6e7f8a9b0c41d2e3f4a5b6c7d8e9f0",
+        occurred_at=_at(0),
+        request_id=_REQUEST,
+        rows=[
+            ProductJobs(
+                row_index=0,
+                serial_number=1,
+                product_name="SKU1",
+                urls=["https://shop.example/cat-front.jpg", "https://shop.example/cat-side.jpg"],
+            ),
+            ProductJobs(
+                row_index=1,
+                serial_number=2,
+                product_name="SKU2",
+                urls=["https://shop.example/mug.jpg"],
+            ),
+        ],
     ),
     "image.requested": ImageRequested(
         event_id="1a2b3c4d5e6f47a8b9c0d1e2f3a4b5c6",

@@ -3,9 +3,11 @@ aggregates its outcomes). Document shapes are described here once; both services
 through these helpers.
 
 - `requests`: one document per upload, `_id` = request id; counters `processed` / `failed`.
-- `products`: the seed's table, one document per CSV row, `_id` = `<request>:<row, 7 digits>`; the
+- `products`: the seed's table, one document per CSV row (written by status from the image
+  batches; `rows_recorded` on the request counts them), `_id` = `<request>:<row, 7 digits>`; the
   `input_image_urls` / `output_image_urls` arrays keep the CSV's order (a failed image leaves
-  `None` at its position and its reason at the same position of `errors`).
+  `None` at its position and its reason at the same position of `errors`). Outputs, errors and
+  `processed` are filled in from the `images` facts when the request completes.
 - `api_keys`: one document per API key (`_id` = key id): its tenant and a salted hash.
 - `upload_windows`: uploads per tenant and minute (`_id` = `<tenant>:<minute>`), for the limit.
 - `images`: one outcome fact per image, `_id` = `<request>:<row>:<position>`. Inserting it is
@@ -50,6 +52,7 @@ def request_document(
         "tenant": tenant,
         "status": "Pending",
         "rows": rows,
+        "rows_recorded": 0,
         "total": total,
         "processed": 0,
         "failed": 0,

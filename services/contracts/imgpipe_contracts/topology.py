@@ -27,19 +27,37 @@ class QueueSpec:
     schedule: str = "work"  # which retry schedule applies: "work" or "webhook"
 
 
-PROCESSOR_IMAGE_REQUESTED = QueueSpec("processor.image-requested", ("image.requested",))
+IMAGE_REQUESTED = "image.requested"
+IMAGE_BATCH_REQUESTED = "image.requested.batch"
+
+
+def _lane(n: int) -> QueueSpec:
+    suffix = "" if n == 0 else f".lane-{n}"
+    return QueueSpec(
+        f"processor.image-requested{suffix}",
+        (f"{IMAGE_REQUESTED}{suffix}", f"{IMAGE_BATCH_REQUESTED}{suffix}"),
+    )
+
+
 # Image jobs travel in lanes: each request's jobs go to the least busy lane, and a processor
 # consumes every lane with its own prefetch. So a request queued behind another's 100,000
 # jobs still gets its share of the processors at once (a single FIFO queue would make it wait
 # for all of them; quorum queues on RabbitMQ 3.x have no priorities). The first lane is the
-# original work queue; the others carry `image.requested.lane-<n>`.
+# original work queue; the others carry `image.requested[.batch].lane-<n>`. Ingest publishes
+# batches; single jobs come back from the retry queues.
 WORK_LANES = 4
-PROCESSOR_LANES = (
-    PROCESSOR_IMAGE_REQUESTED,
-    *(
-        QueueSpec(f"processor.image-requested.lane-{n}", (f"image.requested.lane-{n}",))
-        for n in range(1, WORK_LANES)
-    ),
+PROCESSOR_LANES = tuple(_lane(n) for n in range(WORK_LANES))
+PROCESSOR_IMAGE_REQUESTED = PROCESSOR_LANES[0]
+
+
+def batch_routing_key(lane: QueueSpec) -> str:
+    """The routing key that puts an `image.requested.batch` on `lane`."""
+    return next(key for key in lane.routing_keys if key.startswith(IMAGE_BATCH_REQUESTED))
+
+
+# The status service records the batches' rows as products, whichever lane they took.
+STATUS_IMAGE_BATCH = QueueSpec(
+    "status.image-batch-requested", tuple(batch_routing_key(lane) for lane in PROCESSOR_LANES)
 )
 STATUS_IMAGE_OUTCOME = QueueSpec("status.image-outcome", ("image.processed", "image.failed"))
 STATUS_WEBHOOK_OUTCOME = QueueSpec(
@@ -51,6 +69,7 @@ NOTIFIER_REQUEST_COMPLETED = QueueSpec(
 
 ALL_QUEUES = (
     *PROCESSOR_LANES,
+    STATUS_IMAGE_BATCH,
     STATUS_IMAGE_OUTCOME,
     STATUS_WEBHOOK_OUTCOME,
     NOTIFIER_REQUEST_COMPLETED,

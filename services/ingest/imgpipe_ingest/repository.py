@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +9,6 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_contracts import documents
-from imgpipe_ingest.csv_format import ProductRow
 
 
 class RequestRepository:
@@ -28,19 +26,6 @@ class RequestRepository:
     ) -> None:
         doc = documents.request_document(request_id, rows, images, webhook_url, now, tenant)
         await self._db[documents.REQUESTS].insert_one(doc)
-
-    async def add_products(
-        self, request_id: str, first_row: int, rows: Sequence[ProductRow]
-    ) -> None:
-        await self._db[documents.PRODUCTS].insert_many(
-            [
-                documents.product_document(
-                    request_id, first_row + i, r.serial_number, r.product_name, list(r.urls)
-                )
-                for i, r in enumerate(rows)
-            ],
-            ordered=False,
-        )
 
     async def mark_failed(self, request_id: str, reason: str, now: datetime) -> None:
         await self._db[documents.REQUESTS].update_one(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from imgpipe_contracts.events import ImageRequested, RequestAccepted
-from imgpipe_contracts.topology import PROCESSOR_LANES
+from imgpipe_contracts.events import ImageBatchRequested, ProductJobs, RequestAccepted
+from imgpipe_contracts.topology import PROCESSOR_LANES, batch_routing_key
 from imgpipe_ingest.csv_format import ProductRow, check_url
 from imgpipe_ingest.errors import IngestError
 from imgpipe_ingest.repository import RequestRepository
@@ -22,7 +20,9 @@ from imgpipe_runtime.netguard import IPNetwork, is_allowed, literal_ip
 log = logging.getLogger(__name__)
 
 
-CHUNK_ROWS = 1000
+# Image jobs per message, and a cap on a message's URL text (a row may hold 50 long URLs).
+BATCH_IMAGES = 50
+BATCH_URL_CHARS = 256 * 1024
 
 
 class QueueingFailed(IngestError):
@@ -33,19 +33,30 @@ def status_url(public_base_url: str, request_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/status/{request_id}"
 
 
-def image_jobs(
-    request_id: str, rows: Sequence[ProductRow], first_row: int = 0
-) -> Iterator[ImageRequested]:
-    for offset, row in enumerate(rows):
-        for position, url in enumerate(row.urls):
-            yield ImageRequested(
-                request_id=request_id,
-                row_index=first_row + offset,
-                position=position,
+def image_batches(
+    request_id: str, rows: Sequence[ProductRow], max_images: int = BATCH_IMAGES
+) -> Iterator[ImageBatchRequested]:
+    """Consecutive rows, whole, in batches of up to `max_images` images (a row with more
+    images is a batch of its own)."""
+    batch: list[ProductJobs] = []
+    images = chars = 0
+    for index, row in enumerate(rows):
+        size = sum(len(url) for url in row.urls)
+        if batch and (images + len(row.urls) > max_images or chars + size > BATCH_URL_CHARS):
+            yield ImageBatchRequested(request_id=request_id, rows=batch)
+            batch, images, chars = [], 0, 0
+        batch.append(
+            ProductJobs(
+                row_index=index,
                 serial_number=row.serial_number,
                 product_name=row.product_name,
-                url=url,
+                urls=list(row.urls),
             )
+        )
+        images += len(row.urls)
+        chars += size
+    if batch:
+        yield ImageBatchRequested(request_id=request_id, rows=batch)
 
 
 async def accept_upload(
@@ -60,8 +71,8 @@ async def accept_upload(
     """Record the request and queue its images; return the new request id.
 
     Returns only once the broker has confirmed every message, so a 202 means the work is
-    durably queued. Rows go in chunks: a chunk's jobs are published once its products exist
-    (the status service fills them in), while the next chunk's products are being written.
+    durably queued. The rows travel with their jobs: the status service records them as
+    products, so the database sees one insert here, however large the file.
     """
     request_id = uuid.uuid4().hex
     REQUEST_ID.set(request_id)
@@ -71,19 +82,11 @@ async def accept_upload(
         await repository.add_request(request_id, len(rows), images, webhook_url, now, tenant)
     except Exception as exc:
         raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
-    publishing: asyncio.Task[None] | None = None
     try:
-        lane = (await broker.least_busy(PROCESSOR_LANES)).routing_keys[0]
-        for first in range(0, len(rows), CHUNK_ROWS):
-            chunk = rows[first : first + CHUNK_ROWS]
-            await repository.add_products(request_id, first, chunk)
-            if publishing is not None:
-                await publishing
-            publishing = asyncio.create_task(
-                broker.publish_many(image_jobs(request_id, chunk, first), routing_key=lane)
-            )
-        if publishing is not None:
-            await publishing
+        lane = await broker.least_busy(PROCESSOR_LANES)
+        await broker.publish_many(
+            image_batches(request_id, rows), routing_key=batch_routing_key(lane)
+        )
         await broker.publish(
             RequestAccepted(
                 request_id=request_id,
@@ -96,10 +99,6 @@ async def accept_upload(
         )
     except Exception as exc:
         log.exception("queueing request %s failed", request_id)
-        if publishing is not None and not publishing.done():
-            publishing.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await publishing
         await _mark_failed(repository, request_id, f"could not queue the images: {exc}", now)
         raise QueueingFailed(f"the work could not be recorded and queued: {exc}") from exc
     return request_id

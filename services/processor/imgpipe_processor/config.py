@@ -20,4 +20,10 @@ class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
     max_pixels: int = Field(default=50_000_000, ge=1)
     max_redirects: int = Field(default=3, ge=0)
     downloads_per_host: int = Field(default=8, ge=1)
+    batch_prefetch: int = Field(
+        default=4,
+        ge=1,
+        description="Messages (a batch carries up to 50 images) each lane hands this "
+        "processor at a time; PREFETCH bounds the images in progress.",
+    )
     jpeg_quality: int = Field(default=50, ge=1, le=95)

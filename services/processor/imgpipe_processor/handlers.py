@@ -1,13 +1,19 @@
-"""Handling one image job: fetch, recompress, store, announce the outcome."""
+"""Handling image jobs: fetch, recompress, store, announce the outcome; a batch job by job."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from imgpipe_contracts.events import ImageFailed, ImageProcessed, ImageRequested
+from imgpipe_contracts.events import (
+    ImageBatchRequested,
+    ImageFailed,
+    ImageProcessed,
+    ImageRequested,
+)
 from imgpipe_processor import metrics
 from imgpipe_processor.fetch import DownloadFailed
 from imgpipe_processor.keys import InvalidRequestId, image_key
@@ -21,6 +27,46 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[bytes]]
 Recompress = Callable[[bytes], Awaitable[Recompressed]]
+HandleOne = Callable[[Delivery], Awaitable[None]]
+Defer = Callable[[ImageRequested, Exception, int], Awaitable[None]]
+
+
+async def handle_image_jobs(
+    delivery: Delivery,
+    *,
+    handle_one: HandleOne,
+    defer: Defer,
+    slots: asyncio.Semaphore,
+    per_batch: int,
+) -> None:
+    """Handle an ImageBatchRequested job by job, or a single ImageRequested (a retry).
+
+    A batch is done, and acked, once each of its images has an outcome or has been moved to
+    a retry queue (or the DLQ) as a job of its own, so one slow or broken image never holds
+    back or repeats the others. If such a move fails, the whole batch is retried: outcomes
+    are idempotent. `slots` bounds the images in progress in this process; `per_batch` the
+    images one batch may have waiting for a slot, so the slots' FIFO interleaves lanes.
+    """
+    event = delivery.event
+    if isinstance(event, ImageRequested):
+        async with slots:
+            await handle_one(delivery)
+        return
+    if not isinstance(event, ImageBatchRequested):
+        raise Reject(f"processor cannot handle {event.routing_key}")
+    mine = asyncio.Semaphore(per_batch)
+
+    async def one(job: ImageRequested) -> None:
+        async with mine, slots:
+            try:
+                await handle_one(Delivery(job, delivery.attempt, delivery.max_attempts))
+            except Exception as exc:
+                await defer(job, exc, delivery.attempt)
+
+    results = await asyncio.gather(*(one(job) for job in event.jobs()), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def handle_image_requested(

@@ -28,9 +28,9 @@ from tenacity import (
 
 from imgpipe_contracts.events import Event
 from imgpipe_contracts.topology import ROUTED_KEYS, QueueSpec, Topology
-from imgpipe_runtime.consumer import BatchHandler, Consumer, Handler
+from imgpipe_runtime.consumer import BatchHandler, Consumer, Handler, destination
 from imgpipe_runtime.declare import declare_topology
-from imgpipe_runtime.retry import ATTEMPT_HEADER
+from imgpipe_runtime.retry import ATTEMPT_HEADER, ERROR_HEADER
 from imgpipe_runtime.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,16 @@ class Broker:
                     mandatory=mandatory,
                     timeout=self.settings.publish_timeout,
                 )
+
+    async def defer(self, spec: QueueSpec, event: Event, exc: Exception, attempt: int) -> None:
+        """Send one job of a batch from `spec` that failed its `attempt`-th try with `exc` where
+        a failed message of its own would go (a retry queue or the DLQ); raises unless the
+        broker confirmed it, so the batch stays unacked."""
+        move = destination(self.topology, spec, exc, attempt)
+        message = _message(event)
+        message.headers = {ATTEMPT_HEADER: move.next_attempt, ERROR_HEADER: str(exc)[:500]}
+        await self.send_to_queue(move.queue, message)
+        move.count()
 
     async def consume(self, spec: QueueSpec, handler: Handler, prefetch: int) -> None:
         """Run `handler` on each message of `spec`'s queue, up to `prefetch` at a time."""

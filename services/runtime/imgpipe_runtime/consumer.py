@@ -143,31 +143,46 @@ class Consumer:
 
     async def _settle(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
         """Move a failed message to a retry queue or the DLQ, then ack the original."""
-        topology = self._topology
-        decision = settle(exc, attempt, topology.retry_delays(self._spec))
-        if isinstance(decision, ToDeadLetterQueue):
-            target, next_attempt = topology.dlq(self._spec), attempt
-            log.error("dead-lettering message from %s: %r", self._spec.base, exc)
-        else:
-            target = topology.retry_queue(self._spec, decision.delay)
-            next_attempt = decision.next_attempt
-            log.warning("retrying message from %s (attempt %d): %r", self._spec.base, attempt, exc)
-        copy = copy_message(message, {ATTEMPT_HEADER: next_attempt, ERROR_HEADER: str(exc)[:500]})
+        move = destination(self._topology, self._spec, exc, attempt)
+        copy = copy_message(
+            message, {ATTEMPT_HEADER: move.next_attempt, ERROR_HEADER: str(exc)[:500]}
+        )
         try:
-            await self._send_to_queue(target, copy)
+            await self._send_to_queue(move.queue, copy)
         except Exception:
             # Not acked: the broker redelivers it once the connection is back.
-            log.exception("could not move a message to %s; leaving it unacked", target)
+            log.exception("could not move a message to %s; leaving it unacked", move.queue)
             return
         # Counted once the copy is confirmed: a message left unacked here is redelivered and
         # settled again, and counting it twice would overstate the moves.
-        moved = (
-            metrics.MESSAGES_DEAD_LETTERED
-            if isinstance(decision, ToDeadLetterQueue)
-            else metrics.MESSAGES_RETRIED
-        )
-        moved.labels(self._spec.base).inc()
+        move.count()
         await _ack(message)
+
+
+@dataclass(frozen=True)
+class Move:
+    """Where a failed message goes: a retry queue or the dead-letter queue."""
+
+    spec: QueueSpec
+    queue: str
+    next_attempt: int
+    dead_letter: bool
+
+    def count(self) -> None:
+        moved = metrics.MESSAGES_DEAD_LETTERED if self.dead_letter else metrics.MESSAGES_RETRIED
+        moved.labels(self.spec.base).inc()
+
+
+def destination(topology: Topology, spec: QueueSpec, exc: Exception, attempt: int) -> Move:
+    """Carry `retry.settle`'s decision over to this deployment's queue names, and log it."""
+    decision = settle(exc, attempt, topology.retry_delays(spec))
+    if isinstance(decision, ToDeadLetterQueue):
+        log.error("dead-lettering message from %s: %r", spec.base, exc)
+        return Move(spec, topology.dlq(spec), attempt, dead_letter=True)
+    log.warning("retrying message from %s (attempt %d): %r", spec.base, attempt, exc)
+    return Move(
+        spec, topology.retry_queue(spec, decision.delay), decision.next_attempt, dead_letter=False
+    )
 
 
 def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:

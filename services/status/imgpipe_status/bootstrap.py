@@ -13,7 +13,11 @@ from functools import partial
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from imgpipe_contracts.topology import STATUS_IMAGE_OUTCOME, STATUS_WEBHOOK_OUTCOME
+from imgpipe_contracts.topology import (
+    STATUS_IMAGE_BATCH,
+    STATUS_IMAGE_OUTCOME,
+    STATUS_WEBHOOK_OUTCOME,
+)
 from imgpipe_runtime.auth import Authenticator, KeyStore
 from imgpipe_runtime.broker import Broker, running_broker
 from imgpipe_runtime.files import FileStore, open_file_store
@@ -22,6 +26,7 @@ from imgpipe_runtime.links import LinkSigner, link_signer
 from imgpipe_runtime.mongo import Document, connected_database, ping
 from imgpipe_status.config import Settings
 from imgpipe_status.handlers import (
+    handle_image_batches,
     handle_image_outcomes,
     handle_webhook_outcome,
     relay_pending_completions,
@@ -73,6 +78,17 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
                 files=status.files,
             ),
             batch_size=settings.batch_size,
+            max_wait=settings.batch_wait,
+        )
+        await broker.consume_batches(
+            STATUS_IMAGE_BATCH,
+            partial(
+                handle_image_batches,
+                repository=status.repository,
+                broker=broker,
+                files=status.files,
+            ),
+            batch_size=settings.row_batch_messages,
             max_wait=settings.batch_wait,
         )
         await broker.consume(

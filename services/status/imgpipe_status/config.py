@@ -14,6 +14,12 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, StorageSettings):
         description="Where browsers reach the ingest service (the dashboard uploads there).",
     )
     batch_size: int = Field(default=200, ge=1, description="Outcome events per database batch.")
+    row_batch_messages: int = Field(
+        default=20,
+        ge=1,
+        description="Image batches (up to 50 rows each) whose rows are inserted as products "
+        "in one database write.",
+    )
     batch_wait: float = Field(default=0.05, ge=0, description="Seconds to wait to fill a batch.")
     events_interval: float = Field(
         default=0.25, gt=0, description="How often a live progress stream looks for changes."

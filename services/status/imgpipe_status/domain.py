@@ -64,6 +64,35 @@ def output_row(product: Mapping[str, Any]) -> list[str]:
     return [neutralise(cell) for cell in cells]
 
 
+def with_outcomes(
+    products: Iterable[Mapping[str, Any]], outcomes: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The products with each image's output URL or error in place, from the outcome facts."""
+    by_image = {(o["row_index"], o["position"]): o for o in outcomes}
+    filled = []
+    for product in products:
+        cells = [
+            _output_and_error(by_image.get((product["row_index"], position)))
+            for position in range(len(product["input_image_urls"]))
+        ]
+        filled.append(
+            dict(
+                product,
+                output_image_urls=[url for url, _ in cells],
+                errors=[error for _, error in cells],
+            )
+        )
+    return filled
+
+
+def _output_and_error(outcome: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    if outcome is None:
+        return None, None
+    if outcome["outcome"] == "processed":
+        return outcome["output_url"], None
+    return None, f"{outcome['reason']}: {outcome['detail']}"
+
+
 def render_output_csv(products: Iterable[Mapping[str, Any]]) -> str:
     """The output CSV (RFC 4180: CRLF line ends, quotes where needed), rows in input order."""
     buffer = io.StringIO()

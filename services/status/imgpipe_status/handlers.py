@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo.errors import ConnectionFailure
 
 from imgpipe_contracts.events import (
+    ImageBatchRequested,
     ImageFailed,
     ImageProcessed,
     RequestCompleted,
@@ -21,9 +22,10 @@ from imgpipe_contracts.events import (
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import FileStore, StoreUnavailable
+from imgpipe_runtime.mongo import Document
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status import metrics
-from imgpipe_status.domain import final_state, output_csv_key, render_output_csv
+from imgpipe_status.domain import final_state, output_csv_key, render_output_csv, with_outcomes
 from imgpipe_status.repository import Progress, StatusRepository
 
 log = logging.getLogger(__name__)
@@ -44,14 +46,33 @@ async def handle_image_outcomes(
     now = datetime.now(UTC)
     with _dependency_errors_as_unavailable():
         for progress in await repository.record_outcomes(outcomes, now):
-            if progress.all_in and progress.status == "Pending":
+            if progress.ready and progress.status == "Pending":
+                await complete_request(progress, repository=repository, broker=broker, files=files)
+
+
+async def handle_image_batches(
+    deliveries: Sequence[Delivery],
+    *,
+    repository: StatusRepository,
+    broker: Publisher,
+    files: FileStore,
+) -> None:
+    """Record the rows of ImageBatchRequested batches as products. The last rows of a request
+    may arrive after its last outcome, so this completes requests too."""
+    batches = [d.event for d in deliveries if isinstance(d.event, ImageBatchRequested)]
+    if len(batches) != len(deliveries):
+        raise Reject("status.image-batch-requested only takes image.requested.batch")
+    with _dependency_errors_as_unavailable():
+        for progress in await repository.record_products(batches):
+            if progress.ready and progress.status == "Pending":
                 await complete_request(progress, repository=repository, broker=broker, files=files)
 
 
 async def complete_request(
     progress: Progress, *, repository: StatusRepository, broker: Publisher, files: FileStore
 ) -> None:
-    """Confirm from the facts that every image has an outcome, then finish the request once.
+    """Confirm from the facts that every image has an outcome, then finish the request once:
+    the products get their outputs, the output CSV is written, the request its final state.
 
     The output CSV is written before the state changes (a client that sees Completed can
     download it). The final state and the completion event are stored together (an outbox):
@@ -59,17 +80,19 @@ async def complete_request(
     """
     now = datetime.now(UTC)
     confirmed = await repository.recount(progress.request_id, now)
-    if confirmed is None or not confirmed.all_in or confirmed.status != "Pending":
+    if confirmed is None or not confirmed.ready or confirmed.status != "Pending":
         return
     request = await repository.get_request(progress.request_id)
     if request is None:
         return
     key = output_csv_key(confirmed.request_id)
     products = await repository.products_in_order(confirmed.request_id)
-    # Rendering a large request's CSV is CPU work; keep it off the loop (it serves the API too).
-    csv_bytes = await asyncio.to_thread(lambda: render_output_csv(products).encode("utf-8"))
+    outcomes = await repository.outcomes(confirmed.request_id)
+    # Filling in and rendering a large request's CSV is CPU work; keep it off the loop (it
+    # serves the API too).
+    products, csv_bytes = await asyncio.to_thread(_render, products, outcomes)
     await files.write(key, csv_bytes, "text/csv; charset=utf-8")
-    await repository.mark_products_processed(confirmed.request_id)
+    await repository.complete_products(products)
     event = RequestCompleted(
         request_id=confirmed.request_id,
         status=final_state(confirmed.processed, confirmed.failed),
@@ -103,6 +126,11 @@ async def complete_request(
         event.failed,
     )
     await _publish_completion(event, repository=repository, broker=broker)
+
+
+def _render(products: list[Document], outcomes: list[Document]) -> tuple[list[Document], bytes]:
+    filled = with_outcomes(products, outcomes)
+    return filled, render_output_csv(filled).encode("utf-8")
 
 
 async def _publish_completion(

@@ -7,17 +7,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from imgpipe_contracts import documents
-from imgpipe_contracts.events import FINAL_STATES, ImageFailed, ImageProcessed
+from imgpipe_contracts.events import (
+    FINAL_STATES,
+    ImageBatchRequested,
+)
+from imgpipe_runtime.mongo import Document
+from imgpipe_status.records import REASONS, Outcome, outcome_document, product_documents, tally
 
-Outcome = ImageProcessed | ImageFailed
-Document = dict[str, Any]
 WEBHOOK_FINAL_STATES = ("delivered", "failed")
 
 
@@ -28,63 +30,18 @@ class Progress:
     processed: int
     failed: int
     status: str
+    rows: int = 0
+    rows_recorded: int = 0
 
     @property
     def all_in(self) -> bool:
+        """Every image has an outcome."""
         return self.processed + self.failed >= self.total
 
-
-def outcome_document(event: Outcome, now: datetime) -> Document:
-    doc: Document = {
-        "_id": event.image_id,
-        "request_id": event.request_id,
-        "row_index": event.row_index,
-        "position": event.position,
-        "input_url": event.input_url,
-        "event_id": event.event_id,
-        "recorded_at": now,
-    }
-    if isinstance(event, ImageProcessed):
-        doc |= {
-            "outcome": "processed",
-            "output_url": event.output_url,
-            "output_key": event.output_key,
-            "width": event.width,
-            "height": event.height,
-            "source_format": event.source_format,
-            "bytes_in": event.bytes_in,
-            "bytes_out": event.bytes_out,
-        }
-    else:
-        doc |= {
-            "outcome": "failed",
-            "reason": event.reason,
-            "detail": event.detail,
-            "attempts": event.attempts,
-        }
-    return doc
-
-
-REASONS = "failures_by_reason"
-
-
-def tally(fact: Document) -> Counter[str]:
-    """What one new outcome fact adds to its request's counters."""
-    if fact["outcome"] == "processed":
-        return Counter(processed=1, bytes_in=fact["bytes_in"], bytes_out=fact["bytes_out"])
-    # Reasons are our own short codes ([a-z0-9_]), safe as field names.
-    return Counter({"failed": 1, f"{REASONS}.{fact['reason']}": 1})
-
-
-def _product_update(event: Outcome) -> UpdateOne:
-    pos = event.position
-    if isinstance(event, ImageProcessed):
-        change = {f"output_image_urls.{pos}": event.output_url, f"errors.{pos}": None}
-    else:
-        change = {f"errors.{pos}": f"{event.reason}: {event.detail}"}
-    return UpdateOne(
-        {"_id": documents.product_id(event.request_id, event.row_index)}, {"$set": change}
-    )
+    @property
+    def ready(self) -> bool:
+        """Every image has an outcome and every row is recorded: the request can complete."""
+        return self.all_in and self.rows_recorded >= self.rows
 
 
 class StatusRepository:
@@ -107,10 +64,7 @@ class StatusRepository:
         """
         unique = {e.image_id: e for e in events}
         docs = [outcome_document(e, now) for e in unique.values()]
-        duplicates = await self._insert_new(docs)
-        await self._db[documents.PRODUCTS].bulk_write(
-            [_product_update(e) for e in unique.values()], ordered=False
-        )
+        duplicates = await self._insert_new(documents.IMAGES, docs)
         fresh: dict[str, Counter[str]] = {}
         for doc in docs:
             fresh.setdefault(doc["request_id"], Counter())
@@ -126,18 +80,45 @@ class StatusRepository:
             await self._db[documents.REQUESTS].bulk_write(updates, ordered=False)
         for rid in recount:
             await self.recount(rid, now)
+        return await self._progress_of(list(fresh))
+
+    async def record_products(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
+        """Insert the batches' rows as products and count the new ones on their requests;
+        return the touched requests. Like the facts: a batch that meets rows already stored
+        (a redelivery) recounts its request's rows instead of trusting the counter."""
+        docs = [doc for batch in batches for doc in product_documents(batch)]
+        duplicates = await self._insert_new(documents.PRODUCTS, docs)
+        fresh: Counter[str] = Counter()
+        for doc in docs:
+            fresh[doc["request_id"]] += doc["_id"] not in duplicates
+        recount = {doc["request_id"] for doc in docs if doc["_id"] in duplicates}
+        updates = [
+            UpdateOne({"_id": rid}, {"$inc": {"rows_recorded": n}})
+            for rid, n in fresh.items()
+            if rid not in recount and n
+        ]
+        if updates:
+            await self._db[documents.REQUESTS].bulk_write(updates, ordered=False)
+        for rid in recount:
+            rows = await self._db[documents.PRODUCTS].count_documents(documents.products_of(rid))
+            await self._db[documents.REQUESTS].update_one(
+                {"_id": rid}, {"$set": {"rows_recorded": rows}}
+            )
+        return await self._progress_of(list(fresh))
+
+    async def _progress_of(self, request_ids: list[str]) -> list[Progress]:
         cursor = self._db[documents.REQUESTS].find(
-            {"_id": {"$in": list(fresh)}},
-            {"total": 1, "processed": 1, "failed": 1, "status": 1},
+            {"_id": {"$in": request_ids}},
+            {"total": 1, "processed": 1, "failed": 1, "status": 1, "rows": 1, "rows_recorded": 1},
         )
         return [_progress(doc) async for doc in cursor]
 
-    async def _insert_new(self, docs: list[Document]) -> set[str]:
-        """Insert facts; return the ids that were already there."""
+    async def _insert_new(self, collection: str, docs: list[Document]) -> set[str]:
+        """Insert documents with unique ids; return the ids that were already there."""
         if not docs:
             return set()
         try:
-            await self._db[documents.IMAGES].insert_many(docs, ordered=False)
+            await self._db[collection].insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             others = [e for e in errors if e.get("code") != documents.DUPLICATE_KEY]
@@ -210,9 +191,33 @@ class StatusRepository:
         cursor = self._db[documents.PRODUCTS].find(documents.products_of(request_id)).sort("_id", 1)
         return [doc async for doc in cursor]
 
-    async def mark_products_processed(self, request_id: str) -> None:
-        await self._db[documents.PRODUCTS].update_many(
-            documents.products_of(request_id) | {"processed": False}, {"$set": {"processed": True}}
+    async def outcomes(self, request_id: str) -> list[Document]:
+        """Every outcome fact of a request (what its products' outputs are made of)."""
+        fields = ("row_index", "position", "outcome", "output_url", "reason", "detail")
+        cursor = self._db[documents.IMAGES].find(
+            {"request_id": request_id}, dict.fromkeys(fields, 1)
+        )
+        return [doc async for doc in cursor]
+
+    async def complete_products(self, products: Sequence[Document]) -> None:
+        """Store the products' outputs and errors, and mark them processed."""
+        if not products:
+            return
+        await self._db[documents.PRODUCTS].bulk_write(
+            [
+                UpdateOne(
+                    {"_id": p["_id"]},
+                    {
+                        "$set": {
+                            "output_image_urls": p["output_image_urls"],
+                            "errors": p["errors"],
+                            "processed": True,
+                        }
+                    },
+                )
+                for p in products
+            ],
+            ordered=False,
         )
 
     async def claim_completion(self, request_id: str, changes: Document) -> bool:
@@ -264,4 +269,7 @@ def _progress(doc: Document) -> Progress:
         processed=doc.get("processed", 0),
         failed=doc.get("failed", 0),
         status=doc.get("status", "Pending"),
+        rows=doc.get("rows", 0),
+        # Requests from before the batches had their products written by ingest.
+        rows_recorded=doc["rows_recorded"] if "rows_recorded" in doc else doc.get("rows", 0),
     )

@@ -1,0 +1,63 @@
+"""The documents the status service writes, built from events (pure: no I/O)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from imgpipe_contracts import documents
+from imgpipe_contracts.events import ImageBatchRequested, ImageFailed, ImageProcessed
+from imgpipe_runtime.mongo import Document
+
+Outcome = ImageProcessed | ImageFailed
+
+
+def outcome_document(event: Outcome, now: datetime) -> Document:
+    doc: Document = {
+        "_id": event.image_id,
+        "request_id": event.request_id,
+        "row_index": event.row_index,
+        "position": event.position,
+        "input_url": event.input_url,
+        "event_id": event.event_id,
+        "recorded_at": now,
+    }
+    if isinstance(event, ImageProcessed):
+        doc |= {
+            "outcome": "processed",
+            "output_url": event.output_url,
+            "output_key": event.output_key,
+            "width": event.width,
+            "height": event.height,
+            "source_format": event.source_format,
+            "bytes_in": event.bytes_in,
+            "bytes_out": event.bytes_out,
+        }
+    else:
+        doc |= {
+            "outcome": "failed",
+            "reason": event.reason,
+            "detail": event.detail,
+            "attempts": event.attempts,
+        }
+    return doc
+
+
+REASONS = "failures_by_reason"
+
+
+def tally(fact: Document) -> Counter[str]:
+    """What one new outcome fact adds to its request's counters."""
+    if fact["outcome"] == "processed":
+        return Counter(processed=1, bytes_in=fact["bytes_in"], bytes_out=fact["bytes_out"])
+    # Reasons are our own short codes ([a-z0-9_]), safe as field names.
+    return Counter({"failed": 1, f"{REASONS}.{fact['reason']}": 1})
+
+
+def product_documents(batch: ImageBatchRequested) -> list[Document]:
+    return [
+        documents.product_document(
+            batch.request_id, row.row_index, row.serial_number, row.product_name, row.urls
+        )
+        for row in batch.rows
+    ]
