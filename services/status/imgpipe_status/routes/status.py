@@ -7,46 +7,11 @@ from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from imgpipe_contracts.events import FINAL_STATES
-from imgpipe_runtime.files import FileStore
-from imgpipe_runtime.mongo import Document
 from imgpipe_status.deps import FilesDep, OwnedRequestDep, RepositoryDep, SettingsDep, Tenant
-from imgpipe_status.domain import visible_state
-from imgpipe_status.repository import StatusRepository
-from imgpipe_status.schemas import (
-    FAILURES_SHOWN,
-    NOT_FOUND,
-    FailureOut,
-    ProgressOut,
-    StatusOut,
-    WebhookOut,
-)
+from imgpipe_status.progress import render
+from imgpipe_status.schemas import NOT_FOUND, StatusOut
 
 router = APIRouter()
-
-
-async def render(doc: Document, repository: StatusRepository, files: FileStore) -> StatusOut:
-    """A `requests` document as the API shows it, its links signed afresh."""
-    failed = await repository.failures(doc["_id"], FAILURES_SHOWN) if doc["failed"] else []
-    webhook = doc.get("webhook")
-    if webhook:
-        webhook["history"] = sorted(webhook.get("history", []), key=lambda a: a["attempt"])
-    return StatusOut(
-        request_id=doc["_id"],
-        status=visible_state(doc["status"], doc["processed"], doc["failed"]),
-        output_csv_path=doc.get("output_csv_path"),
-        output_csv_url=await files.url_for(doc["output_csv_path"])
-        if doc.get("output_csv_path")
-        else None,
-        progress=ProgressOut.of(doc),
-        bytes_in=doc.get("bytes_in", 0),
-        bytes_out=doc.get("bytes_out", 0),
-        failures_by_reason=doc.get("failures_by_reason", {}),
-        failures=[FailureOut.of(f) for f in failed],
-        created_at=doc["created_at"],
-        completed_at=doc.get("completed_at"),
-        webhook=WebhookOut.model_validate(webhook) if webhook else None,
-        error=doc.get("error"),
-    )
 
 
 @router.get(
