@@ -24,6 +24,7 @@ from imgpipe_runtime.files import FileStore, StoreUnavailable
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status import metrics
 from imgpipe_status.domain import final_state, output_csv_key, render_output_csv
+from imgpipe_status.progress import ProgressCache
 from imgpipe_status.repository import Progress, StatusRepository
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ async def handle_image_outcomes(
     repository: StatusRepository,
     broker: Publisher,
     files: FileStore,
+    progress_cache: ProgressCache,
 ) -> None:
     """Record a batch of ImageProcessed / ImageFailed and complete requests that are done."""
     events = [d.event for d in deliveries]
@@ -44,12 +46,24 @@ async def handle_image_outcomes(
     now = datetime.now(UTC)
     with _dependency_errors_as_unavailable():
         for progress in await repository.record_outcomes(outcomes, now):
+            progress_cache.forget(progress.request_id)
             if progress.all_in and progress.status == "Pending":
-                await complete_request(progress, repository=repository, broker=broker, files=files)
+                await complete_request(
+                    progress,
+                    repository=repository,
+                    broker=broker,
+                    files=files,
+                    progress_cache=progress_cache,
+                )
 
 
 async def complete_request(
-    progress: Progress, *, repository: StatusRepository, broker: Publisher, files: FileStore
+    progress: Progress,
+    *,
+    repository: StatusRepository,
+    broker: Publisher,
+    files: FileStore,
+    progress_cache: ProgressCache,
 ) -> None:
     """Confirm from the facts that every image has an outcome, then finish the request once.
 
@@ -91,6 +105,8 @@ async def complete_request(
             "completion_event": event.model_dump(mode="json"),
         },
     )
+    # Lost or won, the request is final now; pollers here should see it at once.
+    progress_cache.forget(confirmed.request_id)
     if not claimed:
         return
     # Only the winner of the conditional update counts: once per request.
@@ -129,7 +145,9 @@ async def relay_pending_completions(
     return len(pending)
 
 
-async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusRepository) -> None:
+async def handle_webhook_outcome(
+    delivery: Delivery, *, repository: StatusRepository, progress_cache: ProgressCache
+) -> None:
     """Show each webhook attempt and the final fate in the request's status."""
     event = delivery.event
     reason: str | None
@@ -152,6 +170,7 @@ async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusReposi
         await repository.record_webhook_attempt(
             event.request_id, entry, state=state, url=event.url, webhook_id=event.webhook_id
         )
+    progress_cache.forget(event.request_id)
 
 
 @contextmanager
