@@ -3,12 +3,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from imgpipe_contracts.events import FINAL_STATES
-from imgpipe_status.deps import FilesDep, OwnedRequestDep, RepositoryDep, SettingsDep, Tenant
-from imgpipe_status.progress import render
+from imgpipe_status.deps import OwnedStatusDep, ProgressCacheDep, SettingsDep, Tenant
+from imgpipe_status.progress import Snapshot
 from imgpipe_status.schemas import NOT_FOUND, StatusOut
 
 router = APIRouter()
@@ -20,8 +19,9 @@ router = APIRouter()
     responses=NOT_FOUND,
     summary="Processing status of an upload",
 )
-async def get_status(doc: OwnedRequestDep, repository: RepositoryDep, files: FilesDep) -> StatusOut:
-    return await render(doc, repository, files)
+async def get_status(snapshot: OwnedStatusDep) -> Response:
+    # Already a StatusOut as JSON, serialised once for every poller.
+    return Response(snapshot.body, media_type="application/json")
 
 
 @router.get(
@@ -39,9 +39,8 @@ async def get_status(doc: OwnedRequestDep, repository: RepositoryDep, files: Fil
 )
 async def stream_status(
     request_id: str,
-    doc: OwnedRequestDep,
-    repository: RepositoryDep,
-    files: FilesDep,
+    first: OwnedStatusDep,
+    progress_cache: ProgressCacheDep,
     settings: SettingsDep,
     tenant: Tenant,
 ) -> EventSourceResponse:
@@ -50,25 +49,22 @@ async def stream_status(
     Every connection starts with a fresh snapshot, so a client that reconnects (with or
     without Last-Event-ID) loses nothing: it sees the current state at once.
     """
-    first = await render(doc, repository, files)
     interval = settings.events_interval
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        current: StatusOut | None = first
+        current: Snapshot | None = first
         last: str | None = None
         sequence = 0
         while True:
             if current is None:
-                now = await repository.get_request(request_id, tenant)
-                if now is None:  # removed meanwhile: nothing more to follow
+                current = await progress_cache.snapshot(request_id, tenant)
+                if current is None:  # removed meanwhile: nothing more to follow
                     return
-                current = await render(now, repository, files)
-            body = current.model_dump_json()
-            if body != last:
+            if current.body != last:
                 sequence += 1
-                last = body
-                yield ServerSentEvent(data=body, event="status", id=str(sequence))
-            if current.status in FINAL_STATES:
+                last = current.body
+                yield ServerSentEvent(data=current.body, event="status", id=str(sequence))
+            if current.final:
                 return
             current = None
             await asyncio.sleep(interval)
