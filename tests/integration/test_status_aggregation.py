@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from imgpipe_status.handlers import (
     handle_image_outcomes,
     relay_pending_completions,
 )
+from imgpipe_status.progress import ProgressCache, load_snapshot
 from imgpipe_status.records import outcome_document
 from imgpipe_status.repository import StatusRepository
 from tests.conftest import Namespace
@@ -53,6 +56,16 @@ async def repository(ns: Namespace, mongo: Mongo) -> StatusRepository:
 @pytest.fixture
 def files(tmp_path: Path) -> LocalFileStore:
     return LocalFileStore(tmp_path, "http://status.test")
+
+
+def cache_over(repository: StatusRepository, files: LocalFileStore) -> ProgressCache:
+    """Statuses cached for longer than any test: only the handlers' `forget` refreshes one."""
+    return ProgressCache(partial(load_snapshot, repository=repository, files=files), ttl=3600)
+
+
+@pytest.fixture
+def progress_cache(repository: StatusRepository, files: LocalFileStore) -> ProgressCache:
+    return cache_over(repository, files)
 
 
 async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int]) -> str:
@@ -151,15 +164,20 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
     files: LocalFileStore,
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
+    progress_cache: ProgressCache,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [2, 1])
     batch = deliveries(processed(request_id, 1, 0), failed(request_id, 0, 1))
-    await handle_image_outcomes(batch, repository=repository, broker=broker, files=files)
+    await handle_image_outcomes(
+        batch, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+    )
     request = await repository.get_request(request_id)
     assert request is not None and request["status"] == "Pending"
 
     last = deliveries(processed(request_id, 0, 0))
-    await handle_image_outcomes(last, repository=repository, broker=broker, files=files)
+    await handle_image_outcomes(
+        last, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+    )
 
     request = await repository.get_request(request_id)
     assert request is not None
@@ -189,14 +207,55 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
 
 
 async def test_a_request_whose_every_image_failed_is_failed(
-    ns: Namespace, mongo: Mongo, repository: StatusRepository, broker: Broker, files: LocalFileStore
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    files: LocalFileStore,
+    progress_cache: ProgressCache,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [1, 1])
     batch = deliveries(failed(request_id, 0, 0), failed(request_id, 1, 0))
-    await handle_image_outcomes(batch, repository=repository, broker=broker, files=files)
+    await handle_image_outcomes(
+        batch, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+    )
     request = await repository.get_request(request_id)
     assert request is not None
     assert (request["status"], request["processed"], request["failed"]) == ("Failed", 0, 2)
+
+
+async def test_a_status_cached_while_images_are_outstanding_shows_the_completion_at_once(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    files: LocalFileStore,
+    progress_cache: ProgressCache,
+) -> None:
+    request_id = await accepted_request(mongo, ns, [2])
+    batch = deliveries(failed(request_id, 0, 1))
+    await handle_image_outcomes(
+        batch, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+    )
+    before = await progress_cache.snapshot(request_id, None)
+    assert before is not None and before.state == "Processing"
+
+    last = deliveries(processed(request_id, 0, 0))
+    await handle_image_outcomes(
+        last, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+    )
+
+    after = await progress_cache.snapshot(request_id, None)
+    assert after is not None and after.final
+    status = json.loads(after.body)
+    assert (status["status"], status["progress"]) == (
+        "Completed",
+        {"total": 2, "processed": 1, "failed": 1},
+    )
+    assert [(f["row"], f["position"], f["reason"]) for f in status["failures"]] == [
+        (1, 2, "http_404")
+    ]
+    assert status["output_csv_url"] == f"http://status.test/files/outputs/output_{request_id}.csv"
 
 
 async def test_completion_is_claimed_once_when_two_consumers_race(
@@ -207,6 +266,7 @@ async def test_completion_is_claimed_once_when_two_consumers_race(
     files: LocalFileStore,
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
+    progress_cache: ProgressCache,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [2])
     [progress] = await repository.record_outcomes(
@@ -214,7 +274,13 @@ async def test_completion_is_claimed_once_when_two_consumers_race(
     )
     await asyncio.gather(
         *(
-            complete_request(progress, repository=repository, broker=broker, files=files)
+            complete_request(
+                progress,
+                repository=repository,
+                broker=broker,
+                files=files,
+                progress_cache=progress_cache,
+            )
             for _ in range(4)
         )
     )
@@ -284,6 +350,7 @@ async def test_outcomes_wait_for_an_unreachable_database_instead_of_failing(
             repository=repository,
             broker=broker,
             files=files,
+            progress_cache=cache_over(repository, files),
         )
     await unreachable.close()
 
@@ -314,6 +381,7 @@ async def test_rows_recorded_after_the_last_outcome_complete_the_request(
     files: LocalFileStore,
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
+    progress_cache: ProgressCache,
 ) -> None:
     request_id = uuid.uuid4().hex
     await mongo[ns.database][documents.REQUESTS].insert_one(
@@ -324,12 +392,17 @@ async def test_rows_recorded_after_the_last_outcome_complete_the_request(
         repository=repository,
         broker=broker,
         files=files,
+        progress_cache=progress_cache,
     )
     request = await repository.get_request(request_id)
     assert request is not None and request["status"] == "Pending"
 
     await handle_image_batches(
-        deliveries(batch_of(request_id, [1, 1])), repository=repository, broker=broker, files=files
+        deliveries(batch_of(request_id, [1, 1])),
+        repository=repository,
+        broker=broker,
+        files=files,
+        progress_cache=progress_cache,
     )
 
     request = await repository.get_request(request_id)

@@ -1,11 +1,12 @@
 """The status service's handlers, with an in-memory repository, file store and broker: outcomes
 are counted once, a finished request gets its output CSV and exactly one RequestCompleted, and
-webhook outcomes show up in the request's status."""
+webhook outcomes show up in the request's status, at once even where it was cached."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from imgpipe_status.handlers import (
     handle_webhook_outcome,
     relay_pending_completions,
 )
+from imgpipe_status.progress import ProgressCache, Snapshot
 from imgpipe_status.records import Outcome, outcome_document, product_documents
 from imgpipe_status.repository import Progress
 from tests.unit.fakes import FILES, FakeBroker, FakeFiles
@@ -207,6 +209,21 @@ class World:
         self.repository = FakeRepository(self.log)
         self.files = FakeFiles(self.log)
         self.broker = FakeBroker(self.log)
+        # Cached for longer than any test: only the handlers' `forget` can refresh a status.
+        self.progress_cache = ProgressCache(self._snapshot, ttl=3600)
+
+    async def _snapshot(self, request_id: str) -> Snapshot | None:
+        doc = self.repository.requests.get(request_id)
+        if doc is None:
+            return None
+        return Snapshot(doc["tenant"], doc["status"], json.dumps(doc, default=str))
+
+    async def status(self, request_id: str) -> Document:
+        """The request as a poller sees it (through the cache)."""
+        snapshot = await self.progress_cache.snapshot(request_id, None)
+        assert snapshot is not None
+        loaded: Document = json.loads(snapshot.body)
+        return loaded
 
     async def outcomes(self, *events: Event, attempt: int = 1) -> None:
         await handle_image_outcomes(
@@ -214,6 +231,16 @@ class World:
             repository=self.repository,  # type: ignore[arg-type]
             broker=self.broker,
             files=self.files,
+            progress_cache=self.progress_cache,
+        )
+
+    async def complete(self, progress: Progress) -> None:
+        await complete_request(
+            progress,
+            repository=self.repository,  # type: ignore[arg-type]
+            broker=self.broker,
+            files=self.files,
+            progress_cache=self.progress_cache,
         )
 
     async def batches(self, *events: Event, attempt: int = 1) -> None:
@@ -222,6 +249,7 @@ class World:
             repository=self.repository,  # type: ignore[arg-type]
             broker=self.broker,
             files=self.files,
+            progress_cache=self.progress_cache,
         )
 
     async def relay(self, grace: float) -> int:
@@ -232,7 +260,11 @@ class World:
         )
 
     async def webhook_outcome(self, event: Event) -> None:
-        await handle_webhook_outcome(Delivery(event, 1, 3), repository=self.repository)  # type: ignore[arg-type]
+        await handle_webhook_outcome(
+            Delivery(event, 1, 3),
+            repository=self.repository,  # type: ignore[arg-type]
+            progress_cache=self.progress_cache,
+        )
 
     def completions(self) -> list[RequestCompleted]:
         return [e for e in self.broker.published if isinstance(e, RequestCompleted)]
@@ -528,12 +560,7 @@ async def test_a_consumer_that_loses_the_claim_to_another_publishes_nothing(
 
     world.repository.before_claim = another_consumer_completes
 
-    await complete_request(
-        Progress(rid, total=3, processed=1, failed=1, status="Pending"),
-        repository=world.repository,  # type: ignore[arg-type]
-        broker=world.broker,
-        files=world.files,
-    )
+    await world.complete(Progress(rid, total=3, processed=1, failed=1, status="Pending"))
 
     assert f"claim {rid}" in world.log
     assert world.broker.published == []
@@ -670,3 +697,45 @@ async def test_an_event_that_is_not_a_webhook_outcome_is_rejected(world: World) 
         await world.webhook_outcome(processed(rid, 0, 0, A))
 
     assert "webhook" not in world.repository.requests[rid]
+
+
+# --- what pollers see ------------------------------------------------------------------------
+
+
+async def test_an_outcome_batch_leaves_a_cached_status_to_expire_on_its_own(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    assert (await world.status(rid))["processed"] == 0
+
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B))
+
+    assert (await world.status(rid))["processed"] == 0
+    world.progress_cache.forget(rid)  # what the TTL does
+    status = await world.status(rid)
+    assert (status["processed"], status["failed"]) == (1, 1)
+
+
+async def test_a_status_cached_before_completion_shows_the_final_state_at_once(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B))
+    world.repository.facts[f"{rid}:1:0"] = outcome_document(
+        processed(rid, 1, 0, C), datetime.now(UTC)
+    )
+    assert (await world.status(rid))["status"] == "Pending"
+
+    await world.complete(Progress(rid, total=3, processed=1, failed=1, status="Pending"))
+
+    status = await world.status(rid)
+    assert (status["status"], status["processed"]) == ("Completed", 2)
+
+
+async def test_a_status_cached_before_a_webhook_outcome_shows_it_at_once(world: World) -> None:
+    rid = new_request(world)
+    assert "webhook" not in await world.status(rid)
+
+    await world.webhook_outcome(webhook_event("delivered", rid, uuid.uuid4().hex))
+
+    assert (await world.status(rid))["webhook"]["status"] == "delivered"

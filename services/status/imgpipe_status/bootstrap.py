@@ -31,6 +31,7 @@ from imgpipe_status.handlers import (
     handle_webhook_outcome,
     relay_pending_completions,
 )
+from imgpipe_status.progress import ProgressCache, load_snapshot
 from imgpipe_status.repository import StatusRepository
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Status:
     files: FileStore
     authenticator: Authenticator
     signer: LinkSigner | None
+    progress_cache: ProgressCache
 
     async def health(self) -> Health:
         return health_of(self.broker.is_connected, await ping(self.db))
@@ -61,13 +63,18 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
         open_file_store(settings, signer) as files,
         running_broker(settings, "imgpipe-status") as broker,
     ):
+        repository = StatusRepository(db)
         status = Status(
             db,
-            StatusRepository(db),
+            repository,
             broker,
             files,
             Authenticator(KeyStore(db), settings.api_keys, settings.key_cache_seconds),
             signer,
+            ProgressCache(
+                partial(load_snapshot, repository=repository, files=files),
+                settings.status_cache_seconds,
+            ),
         )
         await broker.consume_batches(
             STATUS_IMAGE_OUTCOME,
@@ -76,6 +83,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
                 repository=status.repository,
                 broker=broker,
                 files=status.files,
+                progress_cache=status.progress_cache,
             ),
             batch_size=settings.batch_size,
             max_wait=settings.batch_wait,
@@ -87,13 +95,18 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
                 repository=status.repository,
                 broker=broker,
                 files=status.files,
+                progress_cache=status.progress_cache,
             ),
             batch_size=settings.row_batch_messages,
             max_wait=settings.batch_wait,
         )
         await broker.consume(
             STATUS_WEBHOOK_OUTCOME,
-            partial(handle_webhook_outcome, repository=status.repository),
+            partial(
+                handle_webhook_outcome,
+                repository=status.repository,
+                progress_cache=status.progress_cache,
+            ),
             prefetch=settings.prefetch,
         )
         relay = asyncio.create_task(_relay_forever(status, settings))

@@ -24,6 +24,12 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, StorageSettings):
     events_interval: float = Field(
         default=0.25, gt=0, description="How often a live progress stream looks for changes."
     )
+    status_cache_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="How long a rendered status is shared by its pollers (0: not at all); "
+        "another status instance's changes show within it.",
+    )
     outbox_interval: float = Field(default=5.0, gt=0)
     outbox_grace: float = Field(
         default=30.0, gt=0, description="Age after which an unpublished completion is re-sent."

@@ -1,5 +1,6 @@
 """Typed access, for the routes, to the settings, what the bootstrap built, and the request
-named in the path when the caller may see it."""
+named in the path (its document, or its status as rendered for pollers) when the caller may
+see it."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from imgpipe_runtime.files import FileStore
 from imgpipe_runtime.mongo import Document
 from imgpipe_runtime.web import Tenant, adapter, from_state
 from imgpipe_status.config import Settings
+from imgpipe_status.progress import ProgressCache, Snapshot
 from imgpipe_status.repository import StatusRepository
 from imgpipe_status.schemas import not_found_message
 
 SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 RepositoryDep = Annotated[StatusRepository, Depends(adapter("repository"))]
 FilesDep = Annotated[FileStore, Depends(adapter("files"))]
+ProgressCacheDep = Annotated[ProgressCache, Depends(adapter("progress_cache"))]
 
 
 async def _owned_request(request_id: str, repository: RepositoryDep, tenant: Tenant) -> Document:
@@ -30,4 +33,26 @@ async def _owned_request(request_id: str, repository: RepositoryDep, tenant: Ten
 
 OwnedRequestDep = Annotated[Document, Depends(_owned_request)]
 
-__all__ = ["FilesDep", "OwnedRequestDep", "RepositoryDep", "SettingsDep", "Tenant"]
+
+async def _owned_status(
+    request_id: str, progress_cache: ProgressCacheDep, tenant: Tenant
+) -> Snapshot:
+    """The path's request as rendered for its pollers; the same 404 as `_owned_request`,
+    whether the answer came from the cache or not."""
+    snapshot = await progress_cache.snapshot(request_id, tenant)
+    if snapshot is None:
+        raise HTTPException(404, not_found_message(request_id))
+    return snapshot
+
+
+OwnedStatusDep = Annotated[Snapshot, Depends(_owned_status)]
+
+__all__ = [
+    "FilesDep",
+    "OwnedRequestDep",
+    "OwnedStatusDep",
+    "ProgressCacheDep",
+    "RepositoryDep",
+    "SettingsDep",
+    "Tenant",
+]

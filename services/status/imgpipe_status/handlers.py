@@ -26,6 +26,7 @@ from imgpipe_runtime.mongo import Document
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status import metrics
 from imgpipe_status.domain import final_state, output_csv_key, render_output_csv, with_outcomes
+from imgpipe_status.progress import ProgressCache
 from imgpipe_status.repository import Progress, StatusRepository
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ async def handle_image_outcomes(
     repository: StatusRepository,
     broker: Publisher,
     files: FileStore,
+    progress_cache: ProgressCache,
 ) -> None:
     """Record a batch of ImageProcessed / ImageFailed and complete requests that are done."""
     events = [d.event for d in deliveries]
@@ -46,8 +48,16 @@ async def handle_image_outcomes(
     now = datetime.now(UTC)
     with _dependency_errors_as_unavailable():
         for progress in await repository.record_outcomes(outcomes, now):
+            # Counters alone change here: pollers see them when the cache entry expires
+            # (STATUS_CACHE_SECONDS), so a busy request's batches never empty the cache.
             if progress.ready and progress.status == "Pending":
-                await complete_request(progress, repository=repository, broker=broker, files=files)
+                await complete_request(
+                    progress,
+                    repository=repository,
+                    broker=broker,
+                    files=files,
+                    progress_cache=progress_cache,
+                )
 
 
 async def handle_image_batches(
@@ -56,6 +66,7 @@ async def handle_image_batches(
     repository: StatusRepository,
     broker: Publisher,
     files: FileStore,
+    progress_cache: ProgressCache,
 ) -> None:
     """Record the rows of ImageBatchRequested batches as products. The last rows of a request
     may arrive after its last outcome, so this completes requests too."""
@@ -65,11 +76,22 @@ async def handle_image_batches(
     with _dependency_errors_as_unavailable():
         for progress in await repository.record_products(batches):
             if progress.ready and progress.status == "Pending":
-                await complete_request(progress, repository=repository, broker=broker, files=files)
+                await complete_request(
+                    progress,
+                    repository=repository,
+                    broker=broker,
+                    files=files,
+                    progress_cache=progress_cache,
+                )
 
 
 async def complete_request(
-    progress: Progress, *, repository: StatusRepository, broker: Publisher, files: FileStore
+    progress: Progress,
+    *,
+    repository: StatusRepository,
+    broker: Publisher,
+    files: FileStore,
+    progress_cache: ProgressCache,
 ) -> None:
     """Confirm from the facts that every image has an outcome, then finish the request once:
     the products get their outputs, the output CSV is written, the request its final state.
@@ -114,6 +136,8 @@ async def complete_request(
             "completion_event": event.model_dump(mode="json"),
         },
     )
+    # Lost or won, the request is final now; pollers here should see it at once.
+    progress_cache.forget(confirmed.request_id)
     if not claimed:
         return
     # Only the winner of the conditional update counts: once per request.
@@ -157,7 +181,9 @@ async def relay_pending_completions(
     return len(pending)
 
 
-async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusRepository) -> None:
+async def handle_webhook_outcome(
+    delivery: Delivery, *, repository: StatusRepository, progress_cache: ProgressCache
+) -> None:
     """Show each webhook attempt and the final fate in the request's status."""
     event = delivery.event
     reason: str | None
@@ -180,6 +206,7 @@ async def handle_webhook_outcome(delivery: Delivery, *, repository: StatusReposi
         await repository.record_webhook_attempt(
             event.request_id, entry, state=state, url=event.url, webhook_id=event.webhook_id
         )
+    progress_cache.forget(event.request_id)
 
 
 @contextmanager
