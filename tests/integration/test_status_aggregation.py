@@ -21,6 +21,7 @@ from imgpipe_contracts.events import (
     Event,
     ImageBatchRequested,
     ImageFailed,
+    ImageOutcomes,
     ImageProcessed,
     ProductJobs,
     RequestCompleted,
@@ -124,7 +125,16 @@ def failed(request_id: str, row: int, pos: int) -> ImageFailed:
 
 
 def deliveries(*events: Event) -> list[Delivery]:
-    return [Delivery(event, 1, 3) for event in events]
+    """Outcomes as the processor sends them, inside an ImageOutcomes each."""
+    return [Delivery(as_message(event), 1, 3) for event in events]
+
+
+def as_message(event: Event) -> Event:
+    if isinstance(event, ImageProcessed):
+        return ImageOutcomes(request_id=event.request_id, processed=[event])
+    if isinstance(event, ImageFailed):
+        return ImageOutcomes(request_id=event.request_id, failed=[event])
+    return event
 
 
 @pytest.fixture

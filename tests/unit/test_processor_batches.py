@@ -16,6 +16,7 @@ from imgpipe_contracts.events import (
     RequestAccepted,
 )
 from imgpipe_processor.handlers import handle_image_jobs
+from imgpipe_processor.outcomes import Slots
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.retry import Reject, RetryLater
 
@@ -31,7 +32,7 @@ class Jobs:
         self.running = 0
         self.most_running = 0
         self.per_batch = per_batch
-        self.slots = asyncio.Semaphore(slots)
+        self.slots = Slots(slots)
 
     async def handle_one(self, delivery: Delivery) -> None:
         job = delivery.event

@@ -21,6 +21,7 @@ from imgpipe_contracts.events import (
     Event,
     ImageBatchRequested,
     ImageFailed,
+    ImageOutcomes,
     ImageProcessed,
     ProductJobs,
     RequestAccepted,
@@ -227,7 +228,7 @@ class World:
 
     async def outcomes(self, *events: Event, attempt: int = 1) -> None:
         await handle_image_outcomes(
-            [Delivery(e, attempt, 3) for e in events],
+            [Delivery(as_message(e), attempt, 3) for e in events],
             repository=self.repository,  # type: ignore[arg-type]
             broker=self.broker,
             files=self.files,
@@ -301,6 +302,15 @@ def failed(request_id: str, row: int, position: int, url: str) -> ImageFailed:
         reason="http_404",
         detail="not found",
     )
+
+
+def as_message(event: Event) -> Event:
+    """An outcome as the processor sends it: inside an ImageOutcomes (other events as they are)."""
+    if isinstance(event, ImageProcessed):
+        return ImageOutcomes(request_id=event.request_id, processed=[event])
+    if isinstance(event, ImageFailed):
+        return ImageOutcomes(request_id=event.request_id, failed=[event])
+    return event
 
 
 def batch_of(request_id: str, rows: list[list[str]], first_row: int = 0) -> ImageBatchRequested:

@@ -10,6 +10,7 @@ from imgpipe_contracts.events import (
     Event,
     ImageBatchRequested,
     ImageFailed,
+    ImageOutcomes,
     ImageProcessed,
     ImageRequested,
     ProductJobs,
@@ -27,8 +28,7 @@ PUBLISHERS: dict[str, str] = {
     "request.accepted": "ingest",
     "image.requested.batch": "ingest",
     "image.requested": "processor",
-    "image.processed": "processor",
-    "image.failed": "processor",
+    "image.outcomes": "processor",
     "request.completed": "status",
     "webhook.delivered": "notifier",
     "webhook.attempt_failed": "notifier",
@@ -53,6 +53,34 @@ _HOOK = "https://example.com/hooks/imgpipe"
 def _at(seconds: float) -> datetime:
     """A fixed moment `seconds` after the example upload (kept stable for a reproducible doc)."""
     return datetime(2026, 11, 30, 0, 46, 12, 700000, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+_PROCESSED = ImageProcessed(
+    event_id="2b3c4d5e6f7a48b9c0d1e2f3a4b5c6d7",
+    occurred_at=_at(0.21),
+    request_id=_REQUEST,
+    row_index=0,
+    position=1,
+    input_url="https://shop.example/cat-side.jpg",
+    output_key=f"images/{_REQUEST}/000001-02-cat-side.jpg",
+    output_url=f"{_STATUS}/files/images/{_REQUEST}/000001-02-cat-side.jpg",
+    width=1200,
+    height=800,
+    source_format="PNG",
+    bytes_in=402113,
+    bytes_out=98304,
+)
+_FAILED = ImageFailed(
+    event_id="3c4d5e6f7a8b49c0d1e2f3a4b5c6d7e8",
+    occurred_at=_at(0.25),
+    request_id=_REQUEST,
+    row_index=1,
+    position=0,
+    input_url="https://shop.example/fox.jpg",
+    reason="http_404",
+    detail="the server answered 404 Not Found",
+    attempts=1,
+)
 
 
 # One realistic event per routing key (the README's example request); fixed ids and times keep
@@ -96,31 +124,12 @@ EXAMPLES: dict[str, Event] = {
         product_name="SKU1",
         url="https://shop.example/cat-side.jpg",
     ),
-    "image.processed": ImageProcessed(
-        event_id="2b3c4d5e6f7a48b9c0d1e2f3a4b5c6d7",
-        occurred_at=_at(0.21),
+    "image.outcomes": ImageOutcomes(
+        event_id="3c4d5e6f7a8b49c0d1e2f3a4b5c6d7e9",
+        occurred_at=_at(0.3),
         request_id=_REQUEST,
-        row_index=0,
-        position=1,
-        input_url="https://shop.example/cat-side.jpg",
-        output_key=f"images/{_REQUEST}/000001-02-cat-side.jpg",
-        output_url=f"{_STATUS}/files/images/{_REQUEST}/000001-02-cat-side.jpg",
-        width=1200,
-        height=800,
-        source_format="PNG",
-        bytes_in=402113,
-        bytes_out=98304,
-    ),
-    "image.failed": ImageFailed(
-        event_id="3c4d5e6f7a8b49c0d1e2f3a4b5c6d7e8",
-        occurred_at=_at(0.25),
-        request_id=_REQUEST,
-        row_index=1,
-        position=0,
-        input_url="https://shop.example/fox.jpg",
-        reason="http_404",
-        detail="the server answered 404 Not Found",
-        attempts=1,
+        processed=[_PROCESSED],
+        failed=[_FAILED],
     ),
     "request.completed": RequestCompleted(
         event_id=_COMPLETION,

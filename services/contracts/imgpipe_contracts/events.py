@@ -124,7 +124,7 @@ class ImageBatchRequested(Event):
 
 
 class ImageProcessed(Event, ImageRef):
-    """An image was recompressed and stored."""
+    """An image was recompressed and stored (travels inside an ImageOutcomes)."""
 
     routing_key: ClassVar[str] = "image.processed"
 
@@ -139,7 +139,8 @@ class ImageProcessed(Event, ImageRef):
 
 
 class ImageFailed(Event, ImageRef):
-    """An image could not be processed; `reason` is a short machine-readable code."""
+    """An image could not be processed; `reason` is a short machine-readable code (travels
+    inside an ImageOutcomes)."""
 
     routing_key: ClassVar[str] = "image.failed"
 
@@ -147,6 +148,21 @@ class ImageFailed(Event, ImageRef):
     reason: str
     detail: str
     attempts: int = 1
+
+
+class ImageOutcomes(Event):
+    """Outcomes of several images of one request in one message: the processor gathers what
+    finishes within a short window, because a message per image cost more CPU (in the
+    broker, the processor and status) than everything else done per image but the codec."""
+
+    routing_key: ClassVar[str] = "image.outcomes"
+
+    processed: list[ImageProcessed] = Field(default_factory=list)
+    failed: list[ImageFailed] = Field(default_factory=list)
+
+    @property
+    def outcomes(self) -> list[ImageProcessed | ImageFailed]:
+        return [*self.processed, *self.failed]
 
 
 class RequestCompleted(Event):
@@ -205,8 +221,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RequestAccepted,
         ImageRequested,
         ImageBatchRequested,
-        ImageProcessed,
-        ImageFailed,
+        ImageOutcomes,
         RequestCompleted,
         WebhookDelivered,
         WebhookAttemptFailed,

@@ -59,7 +59,7 @@ def batch_routing_key(lane: QueueSpec) -> str:
 STATUS_IMAGE_BATCH = QueueSpec(
     "status.image-batch-requested", tuple(batch_routing_key(lane) for lane in PROCESSOR_LANES)
 )
-STATUS_IMAGE_OUTCOME = QueueSpec("status.image-outcome", ("image.processed", "image.failed"))
+STATUS_IMAGE_OUTCOME = QueueSpec("status.image-outcome", ("image.outcomes",))
 STATUS_WEBHOOK_OUTCOME = QueueSpec(
     "status.webhook-outcome", ("webhook.delivered", "webhook.attempt_failed", "webhook.failed")
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from imgpipe_contracts.topology import PROCESSOR_LANES
 from imgpipe_processor.config import Settings
 from imgpipe_processor.fetch import FetchLimits, download, download_session
 from imgpipe_processor.handlers import handle_image_jobs, handle_image_requested
+from imgpipe_processor.outcomes import OutcomeBatcher, Slots
 from imgpipe_processor.pool import ImagePool
 from imgpipe_runtime.broker import Broker, running_broker
 from imgpipe_runtime.files import FileStore, open_file_store
@@ -49,14 +49,14 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
         ):
             processor = Processor(broker, session, pool, files)
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
+            slots = Slots(settings.prefetch)
             handle_one = partial(
                 handle_image_requested,
                 fetch=partial(download, session, limits=limits),
                 recompress=pool.recompress,
                 files=processor.files,
-                broker=broker,
+                broker=OutcomeBatcher(broker, slots, max_wait=settings.outcome_wait),
             )
-            slots = asyncio.Semaphore(settings.prefetch)
             per_batch = max(1, settings.prefetch // settings.batch_prefetch)
             for lane in PROCESSOR_LANES:
                 handler = partial(

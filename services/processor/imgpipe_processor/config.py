@@ -26,4 +26,10 @@ class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
         description="Messages (a batch carries up to 50 images) each lane hands this "
         "processor at a time; PREFETCH bounds the images in progress.",
     )
+    outcome_wait: float = Field(
+        default=0.1,
+        ge=0,
+        description="Seconds an image outcome may wait for others to share its message "
+        "(it goes at once when no other image is in progress).",
+    )
     jpeg_quality: int = Field(default=50, ge=1, le=95)

@@ -17,6 +17,7 @@ from imgpipe_contracts.events import (
 from imgpipe_processor import metrics
 from imgpipe_processor.fetch import DownloadFailed
 from imgpipe_processor.keys import InvalidRequestId, image_key
+from imgpipe_processor.outcomes import Slots
 from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
@@ -36,7 +37,7 @@ async def handle_image_jobs(
     *,
     handle_one: HandleOne,
     defer: Defer,
-    slots: asyncio.Semaphore,
+    slots: Slots,
     per_batch: int,
 ) -> None:
     """Handle an ImageBatchRequested job by job, or a single ImageRequested (a retry).

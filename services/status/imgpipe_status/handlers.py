@@ -13,6 +13,7 @@ from pymongo.errors import ConnectionFailure
 from imgpipe_contracts.events import (
     ImageBatchRequested,
     ImageFailed,
+    ImageOutcomes,
     ImageProcessed,
     RequestCompleted,
     WebhookAttemptFailed,
@@ -40,11 +41,12 @@ async def handle_image_outcomes(
     files: FileStore,
     progress_cache: ProgressCache,
 ) -> None:
-    """Record a batch of ImageProcessed / ImageFailed and complete requests that are done."""
-    events = [d.event for d in deliveries]
-    outcomes = [e for e in events if isinstance(e, ImageProcessed | ImageFailed)]
-    if len(outcomes) != len(events):
-        raise Reject("status.image-outcome only takes image.processed / image.failed")
+    """Record a batch of ImageOutcomes and complete requests that are done."""
+    outcomes: list[ImageProcessed | ImageFailed] = []
+    for delivery in deliveries:
+        if not isinstance(delivery.event, ImageOutcomes):
+            raise Reject(f"status.image-outcome cannot handle {delivery.event.routing_key}")
+        outcomes.extend(delivery.event.outcomes)
     now = datetime.now(UTC)
     with _dependency_errors_as_unavailable():
         for progress in await repository.record_outcomes(outcomes, now):

@@ -1,0 +1,110 @@
+"""Publishing image outcomes a few at a time, and knowing how many images are in progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import TracebackType
+
+from imgpipe_contracts.events import Event, ImageFailed, ImageOutcomes, ImageProcessed
+from imgpipe_runtime.broker import Publisher
+
+Outcome = ImageProcessed | ImageFailed
+
+
+class Slots:
+    """Bounds the images in progress in this process, and counts them."""
+
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self.busy = 0
+
+    async def __aenter__(self) -> None:
+        await self._free.acquire()
+        self.busy += 1
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.busy -= 1
+        self._free.release()
+
+
+class OutcomeBatcher:
+    """A Publisher that sends ImageProcessed / ImageFailed as ImageOutcomes, one message per
+    request for what finished within `max_wait` seconds (at most `max_outcomes`).
+
+    `publish` returns once the broker has confirmed the message holding the outcome, so a job
+    is still acked only after its outcome is safe. A batch goes at once when every image in
+    progress is waiting for it: a lone image is never held back. Other events pass through.
+    """
+
+    def __init__(
+        self, broker: Publisher, slots: Slots, max_outcomes: int = 50, max_wait: float = 0.1
+    ) -> None:
+        self._broker = broker
+        self._slots = slots
+        self._max_outcomes = max_outcomes
+        self._max_wait = max_wait
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def publish(self, event: Event) -> None:
+        if not isinstance(event, ImageProcessed | ImageFailed):
+            await self._broker.publish(event)
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((event, done))
+        if len(self._pending) >= min(self._max_outcomes, max(self._slots.busy, 1)):
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._max_wait, self._flush)
+        await done
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[Outcome, asyncio.Future[None]]]) -> None:
+        by_request: dict[str, list[tuple[Outcome, asyncio.Future[None]]]] = defaultdict(list)
+        for outcome, done in batch:
+            by_request[outcome.request_id].append((outcome, done))
+        try:
+            for request_id, group in by_request.items():
+                message = ImageOutcomes(
+                    request_id=request_id,
+                    processed=[o for o, _ in group if isinstance(o, ImageProcessed)],
+                    failed=[o for o, _ in group if isinstance(o, ImageFailed)],
+                )
+                try:
+                    await self._broker.publish(message)
+                except Exception as exc:
+                    _resolve(group, exc)
+                else:
+                    _resolve(group, None)
+        finally:
+            # Cancelled (a shutdown): the jobs still waiting are not acked, so they come back.
+            for _, done in batch:
+                if not done.done():
+                    done.cancel()
+
+
+def _resolve(group: list[tuple[Outcome, asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, done in group:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
