@@ -88,21 +88,6 @@ def test_greyscale_jpeg_stays_greyscale_with_quality_50_tables(tmp_path: Path) -
         assert written.quantization == reference.quantization
 
 
-def test_exif_orientation_6_swaps_width_and_height(tmp_path: Path) -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    source = two_halves("RGB", (255, 0, 0), (0, 0, 255), size=(40, 20))
-
-    result, out = run(encode(source, "JPEG", exif=exif.tobytes()), tmp_path)
-
-    assert (result.width, result.height) == (20, 40)
-    with Image.open(out) as written:
-        assert written.size == (20, 40)
-        # rotated 90 degrees clockwise: the left (red) half is now on top
-        assert close_to(written.getpixel((10, 5)), (255, 0, 0), 24)
-        assert close_to(written.getpixel((10, 35)), (0, 0, 255), 24)
-
-
 def test_exif_metadata_is_stripped(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x010F] = "CameraMaker"
