@@ -218,6 +218,16 @@ def test_transparent_rgba_pixels_become_white(tmp_path: Path) -> None:
         assert close_to(written.getpixel((28, 16)), (255, 0, 0))
 
 
+def test_half_transparent_pixels_are_blended_on_white(tmp_path: Path) -> None:
+    source = two_halves("RGBA", (255, 0, 0, 128), (0, 0, 255, 64))
+
+    _, out = run(encode(source, "PNG"), tmp_path)
+
+    with Image.open(out) as written:
+        assert close_to(written.getpixel((4, 16)), (255, 127, 127))
+        assert close_to(written.getpixel((28, 16)), (191, 191, 255))
+
+
 def test_a_palette_png_with_a_transparent_index_gets_a_white_background(tmp_path: Path) -> None:
     source = Image.new("P", (32, 32), 1)
     source.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)

@@ -102,8 +102,10 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
         return image.convert("L"), None
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
-        rgba = image.convert("RGBA")
+        # Neither an RGBA frame converted to itself nor its alpha band taken out: each would be
+        # a copy that paste does not need, as it reads the alpha of an RGBA mask itself.
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
+        background.paste(rgba, mask=rgba)
         return background, icc if mode in ("RGBA", "RGBa") else None
     return image.convert("RGB"), None
