@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -90,9 +91,7 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
         return image, icc
     if mode == "CMYK":
         if icc:
-            srgb = ImageCms.createProfile("sRGB")
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            converted = ImageCms.applyTransform(image, _cmyk_to_srgb(icc))
             if converted is not None:
                 return converted, None
         return image.convert("RGB"), None
@@ -109,3 +108,12 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
         background.paste(rgba, mask=rgba)
         return background, icc if mode in ("RGBA", "RGBa") else None
     return image.convert("RGB"), None
+
+
+# Building a transform costs about 25 ms, a quarter of recompressing a 1.4 MP CMYK JPEG, and the
+# CMYK images of one catalogue tend to share their press profile. Few kept: a profile can be
+# megabytes.
+@lru_cache(maxsize=4)
+def _cmyk_to_srgb(icc: bytes) -> ImageCms.ImageCmsTransform:
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "CMYK", "RGB")
