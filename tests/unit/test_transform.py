@@ -88,21 +88,6 @@ def test_greyscale_jpeg_stays_greyscale_with_quality_50_tables(tmp_path: Path) -
         assert written.quantization == reference.quantization
 
 
-def test_exif_orientation_6_swaps_width_and_height(tmp_path: Path) -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    source = two_halves("RGB", (255, 0, 0), (0, 0, 255), size=(40, 20))
-
-    result, out = run(encode(source, "JPEG", exif=exif.tobytes()), tmp_path)
-
-    assert (result.width, result.height) == (20, 40)
-    with Image.open(out) as written:
-        assert written.size == (20, 40)
-        # rotated 90 degrees clockwise: the left (red) half is now on top
-        assert close_to(written.getpixel((10, 5)), (255, 0, 0), 24)
-        assert close_to(written.getpixel((10, 35)), (0, 0, 255), 24)
-
-
 def test_exif_metadata_is_stripped(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x010F] = "CameraMaker"
@@ -231,6 +216,16 @@ def test_transparent_rgba_pixels_become_white(tmp_path: Path) -> None:
         assert written.mode == "RGB"
         assert close_to(written.getpixel((4, 16)), (255, 255, 255))
         assert close_to(written.getpixel((28, 16)), (255, 0, 0))
+
+
+def test_half_transparent_pixels_are_blended_on_white(tmp_path: Path) -> None:
+    source = two_halves("RGBA", (255, 0, 0, 128), (0, 0, 255, 64))
+
+    _, out = run(encode(source, "PNG"), tmp_path)
+
+    with Image.open(out) as written:
+        assert close_to(written.getpixel((4, 16)), (255, 127, 127))
+        assert close_to(written.getpixel((28, 16)), (191, 191, 255))
 
 
 def test_a_palette_png_with_a_transparent_index_gets_a_white_background(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import prometheus_client
 
 from imgpipe_processor.bootstrap import bootstrap
 from imgpipe_processor.config import Settings
+from imgpipe_runtime import eventloop
 from imgpipe_runtime.files import exit_unless_store_usable
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.settings import load_settings
@@ -47,7 +48,7 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run(settings, stop)
 
-    asyncio.run(_main())
+    eventloop.run(_main())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ def serve_http(app: FastAPI, settings: ServiceSettings, service: str, port: int)
         host=settings.host,
         port=port,
         log_level=settings.log_level.lower(),
+        # uvloop (a dependency of every service) when it is installed, asyncio's loop if not;
+        # uvicorn's default, stated because the services count on it.
+        loop="auto",
         # Our logging configuration, not uvicorn's: one format for every line.
         log_config=None,
     )
