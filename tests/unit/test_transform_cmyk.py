@@ -70,3 +70,12 @@ def test_images_sharing_a_profile_share_one_transform(monkeypatch: pytest.Monkey
     assert close_to(colours(first.jpeg)[1], (0, 255, 255))
     assert close_to(colours(second.jpeg)[1], (255, 0, 255))
     assert recompress(cyan, MAX_PIXELS, QUALITY).jpeg == first.jpeg
+
+
+def test_a_cmyk_jpeg_whose_profile_is_not_a_cmyk_one_is_rejected_as_corrupt() -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+    with pytest.raises(transform.ImageRejected) as rejected:
+        recompress(cmyk_jpeg(srgb, (0, 255, 255, 0)), MAX_PIXELS, QUALITY)
+
+    assert rejected.value.reason == "corrupt"

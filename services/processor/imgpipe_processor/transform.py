@@ -73,10 +73,12 @@ def recompress(data: bytes, max_pixels: int, quality: int) -> Recompressed:
             output, icc = _normalise(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageRejected("bomb", "the image has too many pixels to decode") from None
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError, ValueError, ImageCms.PyCMSError) as exc:
+            # PyCMSError: an embedded ICC profile that does not fit the image's colours.
             raise ImageRejected("corrupt", f"the image is truncated or damaged: {exc}") from None
         encoded = io.BytesIO()
-        output.save(encoded, "JPEG", quality=quality, icc_profile=icc)
+        # An empty comment: Pillow would otherwise copy the source's JPEG comment (metadata).
+        output.save(encoded, "JPEG", quality=quality, icc_profile=icc, comment=b"")
         return Recompressed(output.width, output.height, source_format, encoded.getvalue())
 
 
