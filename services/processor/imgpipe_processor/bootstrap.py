@@ -34,7 +34,9 @@ class Processor:
 async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
     """Start the image pool, open the download session and the broker link, consume image
     jobs; stop and close everything after."""
-    pool = ImagePool(settings.workers, settings.max_pixels, settings.jpeg_quality)
+    pool = ImagePool(
+        settings.workers, settings.max_pixels, settings.jpeg_quality, settings.worker_nice
+    )
     session = download_session(
         settings,
         connect_timeout=settings.connect_timeout,
@@ -49,7 +51,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
         ):
             processor = Processor(broker, session, pool, files)
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
-            slots = Slots(settings.prefetch)
+            slots = Slots(settings.images_in_progress)
             handle_one = partial(
                 handle_image_requested,
                 fetch=partial(download, session, limits=limits),
@@ -57,7 +59,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
                 files=processor.files,
                 broker=OutcomeBatcher(broker, slots, max_wait=settings.outcome_wait),
             )
-            per_batch = max(1, settings.prefetch // settings.batch_prefetch)
+            per_batch = max(1, settings.images_in_progress // settings.batch_prefetch)
             for lane in PROCESSOR_LANES:
                 handler = partial(
                     handle_image_jobs,

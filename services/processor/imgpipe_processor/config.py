@@ -14,17 +14,28 @@ class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
         default=8030, description="Port of the Prometheus /metrics endpoint (no other HTTP)."
     )
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much lower the image workers' CPU priority is than the event loops'.",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     download_timeout: float = Field(default=30.0, gt=0)
     max_download_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=50_000_000, ge=1)
     max_redirects: int = Field(default=3, ge=0)
-    downloads_per_host: int = Field(default=8, ge=1)
+    downloads_per_host: int = Field(default=16, ge=1)
     batch_prefetch: int = Field(
         default=4,
         ge=1,
         description="Messages (a batch carries up to 50 images) each lane hands this "
-        "processor at a time; PREFETCH bounds the images in progress.",
+        "processor at a time.",
+    )
+    images_in_progress: int = Field(
+        default=64,
+        ge=1,
+        description="Images one processor downloads, recompresses or stores at once.",
     )
     outcome_wait: float = Field(
         default=0.1,

@@ -20,8 +20,13 @@ class WorkerCrashed(ProcessorError):
     """A pool worker died while handling the job; the job may be retried."""
 
 
-def start_worker(parent_pid: int, max_pixels: int) -> None:
-    """Pool initializer: die with the processor, then configure Pillow.
+def start_worker(parent_pid: int, max_pixels: int, nice: int) -> None:
+    """Pool initializer: die with the processor, step back in CPU priority, then configure
+    Pillow.
+
+    The niceness: image work takes whatever CPU is left, but the event loops on the same
+    cores (this processor's, which feeds the pool; status answering polls; the database)
+    get a core as soon as they need one, instead of waiting out a codec's time slice.
 
     Without this, a SIGKILLed processor leaves its workers running, and with them
     multiprocessing's resource tracker: it exits by itself only once the processor and every
@@ -29,12 +34,14 @@ def start_worker(parent_pid: int, max_pixels: int) -> None:
     its job, unacknowledged, goes back to the queue.
     """
     die_with_parent(signal.SIGKILL, parent_pid)
+    os.nice(nice)
     configure_worker(max_pixels)
 
 
 class ImagePool:
-    def __init__(self, workers: int, max_pixels: int, quality: int) -> None:
+    def __init__(self, workers: int, max_pixels: int, quality: int, nice: int = 0) -> None:
         self._workers = workers
+        self._nice = nice
         self._max_pixels = max_pixels
         self._quality = quality
         self._executor = self._new_executor()
@@ -50,7 +57,7 @@ class ImagePool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=start_worker,
-            initargs=(os.getpid(), self._max_pixels),
+            initargs=(os.getpid(), self._max_pixels, self._nice),
         )
 
     async def recompress(self, data: bytes) -> Recompressed:
