@@ -76,12 +76,34 @@ async def test_a_second_poll_within_the_ttl_makes_no_second_load(
     assert loader.calls == [RID]
 
 
-async def test_a_poll_after_the_ttl_loads_again(
+async def test_a_poll_after_the_ttl_answers_at_once_and_refreshes_behind_the_answer(
     cache: ProgressCache, loader: FakeLoader, clock: Clock
 ) -> None:
     await cache.snapshot(RID, "acme")
     loader.requests[RID] = snapshot('{"later": true}')
     clock.now += TTL * 1.1
+    loader.started.clear()
+    loader.gate.clear()
+
+    assert await cache.snapshot(RID, "acme") == snapshot()
+    await loader.started.wait()
+    loader.gate.set()
+    answers = [await cache.snapshot(RID, "acme")]
+    for _ in range(10):  # a few turns of the loop for the refresh to land
+        if answers[-1] != snapshot():
+            break
+        await asyncio.sleep(0)
+        answers.append(await cache.snapshot(RID, "acme"))
+    assert answers[-1] == snapshot('{"later": true}')
+    assert loader.calls == [RID, RID]
+
+
+async def test_a_poll_after_twice_the_ttl_waits_for_a_fresh_load(
+    cache: ProgressCache, loader: FakeLoader, clock: Clock
+) -> None:
+    await cache.snapshot(RID, "acme")
+    loader.requests[RID] = snapshot('{"later": true}')
+    clock.now += TTL * 2.1
 
     assert await cache.snapshot(RID, "acme") == snapshot('{"later": true}')
     assert loader.calls == [RID, RID]

@@ -27,8 +27,8 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, StorageSettings):
     status_cache_seconds: float = Field(
         default=0.5,
         ge=0,
-        description="How long a rendered status is shared by its pollers (0: not at all); "
-        "another status instance's changes show within it.",
+        description="How long a rendered status is shared by its pollers (0: not at all); for "
+        "as long again it is still answered while being refreshed.",
     )
     outbox_interval: float = Field(default=5.0, gt=0)
     outbox_grace: float = Field(

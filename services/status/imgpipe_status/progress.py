@@ -3,7 +3,8 @@
 Polls of one request come in bursts (a dashboard, a CLI, several clients every 100 ms) while
 the outcome consumer keeps the database busy on the same cores, where one round trip can cost
 tens of milliseconds. So a rendered status is kept for `STATUS_CACHE_SECONDS`, and concurrent
-misses of one request share a single read. A completion or webhook result recorded by this
+misses of one request share a single read, and a busy request's entry is refreshed behind
+the answers instead of in front of them. A completion or webhook result recorded by this
 process `forget`s the entry at once; progress counters, and whatever another status
 instance writes, show within the TTL (forgetting after every outcome batch would empty the
 cache several times a second for the very request being polled).
@@ -52,7 +53,12 @@ Loader = Callable[[str], Coroutine[Any, Any, Snapshot | None]]
 
 
 class ProgressCache:
-    """Snapshots by request id, for `ttl` seconds (0: no cache, every call loads)."""
+    """Snapshots by request id, fresh for `ttl` seconds (0: no cache, every call loads).
+
+    For another `ttl` after that, a poll still answers at once with the entry it has, while
+    one load refreshes it behind the answer (stale-while-revalidate): so pollers of a busy
+    request never wait for the database, and what they see is at most about 2 x `ttl` old.
+    """
 
     def __init__(
         self,
@@ -64,7 +70,10 @@ class ProgressCache:
     ) -> None:
         self._load = load
         self._ttl = ttl
-        self._entries: TTLCache[str, Snapshot] = TTLCache(maxsize, ttl, timer)
+        self._timer = timer
+        self._entries: TTLCache[str, tuple[float, Snapshot]] = TTLCache(
+            maxsize, 2 * ttl or 1, timer
+        )
         self._loading: dict[str, asyncio.Task[Snapshot | None]] = {}
 
     async def snapshot(self, request_id: str, tenant: str | None) -> Snapshot | None:
@@ -82,17 +91,23 @@ class ProgressCache:
     async def _get(self, request_id: str) -> Snapshot | None:
         if not self._ttl:
             return await self._load(request_id)
-        cached = self._entries.get(request_id)
-        if cached is not None:
+        entry = self._entries.get(request_id)
+        if entry is not None:
+            loaded_at, cached = entry
+            if self._timer() - loaded_at >= self._ttl:
+                self._loading_task(request_id)
             return cached
+        # A shield: a poller who hangs up cancels only its wait, not the others' read.
+        return await asyncio.shield(self._loading_task(request_id))
+
+    def _loading_task(self, request_id: str) -> asyncio.Task[Snapshot | None]:
+        """The load of `request_id` under way, or a new one."""
         task = self._loading.get(request_id)
         if task is None:
-            # A task of its own, so that a poller who hangs up cancels only its wait, not
-            # the read the others are waiting for.
             task = asyncio.create_task(self._load(request_id))
             self._loading[request_id] = task
             task.add_done_callback(lambda done: self._settle(request_id, done))
-        return await asyncio.shield(task)
+        return task
 
     def _settle(self, request_id: str, task: asyncio.Task[Snapshot | None]) -> None:
         # Asking for the exception also marks it retrieved when no waiter is left.
@@ -102,7 +117,7 @@ class ProgressCache:
         del self._loading[request_id]
         # A missing request is not kept: it may be inserted any moment.
         if not failed and (snapshot := task.result()) is not None:
-            self._entries[request_id] = snapshot
+            self._entries[request_id] = (self._timer(), snapshot)
 
 
 async def load_snapshot(
