@@ -77,7 +77,7 @@ async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int])
     await db[documents.REQUESTS].insert_one(
         documents.request_document(request_id, len(urls_per_row), sum(urls_per_row), None, now)
     )
-    await StatusRepository(db).record_products([batch_of(request_id, urls_per_row)])
+    await StatusRepository(db).record_rows([batch_of(request_id, urls_per_row)])
     return request_id
 
 
@@ -198,13 +198,19 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
     assert [r[0] for r in rows[1:]] == ["1", "2"]
     assert rows[1][3] == f"http://status.test/files/images/{request_id}/0-0.jpg,"
     assert rows[1][4] == "http://origin.test/0-1.jpg -> http_404: the server answered 404 Not Found"
-    products = await repository.products_in_order(request_id)
+    products = (
+        await mongo[ns.database][documents.PRODUCTS]
+        .find(documents.products_of(request_id))
+        .sort("_id", 1)
+        .to_list()
+    )
     assert [p["processed"] for p in products] == [True, True]
     assert products[0]["output_image_urls"] == [
         f"http://status.test/files/images/{request_id}/0-0.jpg",
         None,
     ]
     assert products[0]["errors"][1].startswith("http_404")
+    assert await repository.rows_in_order(request_id) == []  # the staged rows are gone
     [message] = await take(channel, completions, 1)
     event = RequestCompleted.model_validate_json(message.body)
     assert (event.request_id, event.status, event.processed, event.failed) == (
@@ -365,7 +371,7 @@ async def test_outcomes_wait_for_an_unreachable_database_instead_of_failing(
     await unreachable.close()
 
 
-async def test_a_redelivered_batch_records_each_row_once_and_recounts_them(
+async def test_a_redelivered_batch_keeps_each_row_once_and_recounts_them(
     ns: Namespace, mongo: Mongo, repository: StatusRepository
 ) -> None:
     request_id = uuid.uuid4().hex
@@ -374,13 +380,13 @@ async def test_a_redelivered_batch_records_each_row_once_and_recounts_them(
     )
     first, rest = batch_of(request_id, [1, 1]), batch_of(request_id, [1, 1, 1], first_row=2)
 
-    [progress] = await repository.record_products([first])
+    [progress] = await repository.record_rows([first])
     assert (progress.rows, progress.rows_recorded) == (3, 2)
-    [progress] = await repository.record_products([first, rest])
+    [progress] = await repository.record_rows([first, rest])
 
     assert (progress.rows, progress.rows_recorded) == (3, 3)
-    products = await repository.products_in_order(request_id)
-    assert [p["row_index"] for p in products] == [0, 1, 2]
+    rows = await repository.rows_in_order(request_id)
+    assert [r["row_index"] for r in rows] == [0, 1, 2]
 
 
 async def test_rows_recorded_after_the_last_outcome_complete_the_request(

@@ -116,7 +116,15 @@ def assert_accepted_rows_are_sound(rows: list[ProductRow], limits: CsvLimits) ->
 
 def assert_rows_round_trip_through_the_output_csv(rows: list[ProductRow]) -> None:
     documents = [
-        product_document("req-1", index, row.serial_number, row.product_name, list(row.urls))
+        product_document(
+            "req-1",
+            index,
+            row.serial_number,
+            row.product_name,
+            list(row.urls),
+            [None] * len(row.urls),
+            [None] * len(row.urls),
+        )
         for index, row in enumerate(rows)
     ]
     records = list(csv.reader(io.StringIO(render_output_csv(documents))))
@@ -451,7 +459,15 @@ def test_product_names_reach_the_output_csv_unchanged_unless_a_spreadsheet_would
 ) -> None:
     rows = parse(file.data)
     documents = [
-        product_document("req-1", index, row.serial_number, row.product_name, list(row.urls))
+        product_document(
+            "req-1",
+            index,
+            row.serial_number,
+            row.product_name,
+            list(row.urls),
+            [None] * len(row.urls),
+            [None] * len(row.urls),
+        )
         for index, row in enumerate(rows)
     ]
     output = list(csv.reader(io.StringIO(render_output_csv(documents))))

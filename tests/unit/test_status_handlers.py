@@ -41,7 +41,7 @@ from imgpipe_status.handlers import (
     relay_pending_completions,
 )
 from imgpipe_status.progress import ProgressCache, Snapshot
-from imgpipe_status.records import Outcome, outcome_document, product_documents
+from imgpipe_status.records import Outcome, outcome_document, row_batch_document
 from imgpipe_status.repository import Progress
 from tests.unit.fakes import FILES, FakeBroker, FakeFiles
 
@@ -61,6 +61,7 @@ class FakeRepository:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.requests: dict[str, Document] = {}
+        self.row_batches: dict[str, Document] = {}
         self.products: dict[str, Document] = {}
         self.facts: dict[str, Document] = {}
         self.broken: dict[str, Exception] = {}
@@ -85,19 +86,19 @@ class FakeRepository:
             request_id, len(rows), total, webhook_url, now
         )
         if recorded:
-            self._add_products([batch_of(request_id, rows)])
+            self._add_rows([batch_of(request_id, rows)])
 
-    def _add_products(self, batches: Sequence[ImageBatchRequested]) -> list[str]:
+    def _add_rows(self, batches: Sequence[ImageBatchRequested]) -> list[str]:
         touched: list[str] = []
         for batch in batches:
             if batch.request_id not in touched:
                 touched.append(batch.request_id)
-            for doc in product_documents(batch):
-                self.products.setdefault(doc["_id"], doc)
+            doc = row_batch_document(batch)
+            self.row_batches.setdefault(doc["_id"], doc)
         for request_id in touched:
             if request_id in self.requests:
-                mine = [p for p in self.products.values() if p["request_id"] == request_id]
-                self.requests[request_id]["rows_recorded"] = len(mine)
+                mine = [b for b in self.row_batches.values() if b["request_id"] == request_id]
+                self.requests[request_id]["rows_recorded"] = sum(b["row_count"] for b in mine)
         return touched
 
     def _progress(self, request_id: str) -> Progress:
@@ -112,10 +113,10 @@ class FakeRepository:
             doc["rows_recorded"],
         )
 
-    async def record_products(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
-        self._check("record_products")
-        self.log.append("record_products")
-        touched = self._add_products(batches)
+    async def record_rows(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
+        self._check("record_rows")
+        self.log.append("record_rows")
+        touched = self._add_rows(batches)
         return [self._progress(rid) for rid in touched if rid in self.requests]
 
     async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
@@ -149,19 +150,27 @@ class FakeRepository:
         doc = self.requests.get(request_id)
         return dict(doc) if doc is not None else None
 
-    async def products_in_order(self, request_id: str) -> list[Document]:
-        self._check("products_in_order")
-        mine = [p for p in self.products.values() if p["request_id"] == request_id]
-        return sorted(mine, key=lambda p: p["_id"])
+    async def rows_in_order(self, request_id: str) -> list[Document]:
+        self._check("rows_in_order")
+        mine = sorted(
+            (b for b in self.row_batches.values() if b["request_id"] == request_id),
+            key=lambda b: b["_id"],
+        )
+        return [row for batch in mine for row in batch["rows"]]
 
     async def outcomes(self, request_id: str) -> list[Document]:
         self._check("outcomes")
         return [dict(f) for f in self.facts.values() if f["request_id"] == request_id]
 
-    async def complete_products(self, products: Sequence[Document]) -> None:
-        self._check("complete_products")
+    async def add_products(self, products: list[Document]) -> None:
+        self._check("add_products")
         for product in products:
-            self.products[product["_id"]] = dict(product, processed=True)
+            self.products.setdefault(product["_id"], product)
+
+    async def drop_rows(self, request_id: str) -> None:
+        self._check("drop_rows")
+        for key in [k for k, b in self.row_batches.items() if b["request_id"] == request_id]:
+            del self.row_batches[key]
 
     async def claim_completion(self, request_id: str, changes: Document) -> bool:
         self._check("claim_completion")
@@ -381,7 +390,8 @@ async def test_a_redelivered_batch_records_its_rows_once(world: World) -> None:
     await world.batches(first, attempt=2)
 
     assert world.repository.requests[rid]["rows_recorded"] == 1
-    assert sorted(world.repository.products) == [documents.product_id(rid, 0)]
+    assert sorted(world.repository.row_batches) == [documents.product_id(rid, 0)]
+    assert world.repository.products == {}
 
 
 async def test_a_completed_request_has_its_products_outputs_errors_and_processed_flags(
@@ -391,6 +401,7 @@ async def test_a_completed_request_has_its_products_outputs_errors_and_processed
 
     await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
 
+    assert world.repository.row_batches == {}
     first, second = (world.repository.products[documents.product_id(rid, i)] for i in (0, 1))
     assert first["output_image_urls"] == [processed(rid, 0, 0, A).output_url, None]
     assert first["errors"] == [None, "http_404: not found"]

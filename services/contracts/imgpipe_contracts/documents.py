@@ -3,11 +3,14 @@ aggregates its outcomes). Document shapes are described here once; both services
 through these helpers.
 
 - `requests`: one document per upload, `_id` = request id; counters `processed` / `failed`.
-- `products`: the seed's table, one document per CSV row (written by status from the image
-  batches; `rows_recorded` on the request counts them), `_id` = `<request>:<row, 7 digits>`; the
-  `input_image_urls` / `output_image_urls` arrays keep the CSV's order (a failed image leaves
-  `None` at its position and its reason at the same position of `errors`). Outputs, errors and
-  `processed` are filled in from the `images` facts when the request completes.
+- `row_batches`: the rows of one image batch as status received them (`_id` =
+  `<request>:<first row, 7 digits>`); `rows_recorded` on the request counts their rows. A
+  staging area: they become products when the request completes, and are removed then.
+- `products`: the seed's table, one document per CSV row of a finished request, `_id` =
+  `<request>:<row, 7 digits>`, inserted complete when the request completes (inserts cost the
+  database a fraction of updates); the `input_image_urls` / `output_image_urls` arrays keep the
+  CSV's order (a failed image leaves `None` at its position and its reason at the same
+  position of `errors`).
 - `api_keys`: one document per API key (`_id` = key id): its tenant and a salted hash.
 - `upload_windows`: uploads per tenant and minute (`_id` = `<tenant>:<minute>`), for the limit.
 - `images`: one outcome fact per image, `_id` = `<request>:<row>:<position>`. Inserting it is
@@ -22,6 +25,7 @@ from typing import Any
 
 REQUESTS = "requests"
 PRODUCTS = "products"
+ROW_BATCHES = "row_batches"
 IMAGES = "images"
 API_KEYS = "api_keys"
 UPLOAD_WINDOWS = "upload_windows"
@@ -35,8 +39,19 @@ def product_id(request_id: str, row_index: int) -> str:
 
 
 def products_of(request_id: str) -> dict[str, Any]:
-    """A filter for a request's products, served by the `_id` index (";" sorts after ":")."""
+    """A filter for a request's products or row batches, served by the `_id` index (";" sorts
+    after ":")."""
     return {"_id": {"$gt": f"{request_id}:", "$lt": f"{request_id};"}}
+
+
+def row_batch_document(request_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows (`row_index`, `serial_number`, `product_name`, `urls`) of one batch, in file order."""
+    return {
+        "_id": product_id(request_id, rows[0]["row_index"]),
+        "request_id": request_id,
+        "rows": rows,
+        "row_count": len(rows),
+    }
 
 
 def request_document(
@@ -69,8 +84,15 @@ def request_document(
 
 
 def product_document(
-    request_id: str, row_index: int, serial_number: int, product_name: str, urls: list[str]
+    request_id: str,
+    row_index: int,
+    serial_number: int,
+    product_name: str,
+    urls: list[str],
+    outputs: list[str | None],
+    errors: list[str | None],
 ) -> dict[str, Any]:
+    """A finished product row: every image has its output URL or its error."""
     return {
         "_id": product_id(request_id, row_index),
         "request_id": request_id,
@@ -78,9 +100,9 @@ def product_document(
         "serial_number": serial_number,
         "product_name": product_name,
         "input_image_urls": urls,
-        "output_image_urls": [None] * len(urls),
-        "errors": [None] * len(urls),
-        "processed": False,
+        "output_image_urls": outputs,
+        "errors": errors,
+        "processed": True,
     }
 
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imgpipe_contracts import documents
 from imgpipe_contracts.events import RequestState
 
 OUTPUT_HEADER = ("S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Errors")
@@ -64,25 +65,29 @@ def output_row(product: Mapping[str, Any]) -> list[str]:
     return [neutralise(cell) for cell in cells]
 
 
-def with_outcomes(
-    products: Iterable[Mapping[str, Any]], outcomes: Iterable[Mapping[str, Any]]
+def finished_products(
+    request_id: str, rows: Iterable[Mapping[str, Any]], outcomes: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The products with each image's output URL or error in place, from the outcome facts."""
+    """The request's product documents, each image's output URL or error in place."""
     by_image = {(o["row_index"], o["position"]): o for o in outcomes}
-    filled = []
-    for product in products:
+    products = []
+    for row in rows:
         cells = [
-            _output_and_error(by_image.get((product["row_index"], position)))
-            for position in range(len(product["input_image_urls"]))
+            _output_and_error(by_image.get((row["row_index"], position)))
+            for position in range(len(row["urls"]))
         ]
-        filled.append(
-            dict(
-                product,
-                output_image_urls=[url for url, _ in cells],
-                errors=[error for _, error in cells],
+        products.append(
+            documents.product_document(
+                request_id,
+                row["row_index"],
+                row["serial_number"],
+                row["product_name"],
+                list(row["urls"]),
+                [url for url, _ in cells],
+                [error for _, error in cells],
             )
         )
-    return filled
+    return products
 
 
 def _output_and_error(outcome: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

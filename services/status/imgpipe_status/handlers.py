@@ -26,7 +26,7 @@ from imgpipe_runtime.files import FileStore, StoreUnavailable
 from imgpipe_runtime.mongo import Document
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status import metrics
-from imgpipe_status.domain import final_state, output_csv_key, render_output_csv, with_outcomes
+from imgpipe_status.domain import final_state, finished_products, output_csv_key, render_output_csv
 from imgpipe_status.progress import ProgressCache
 from imgpipe_status.repository import Progress, StatusRepository
 
@@ -70,13 +70,13 @@ async def handle_image_batches(
     files: FileStore,
     progress_cache: ProgressCache,
 ) -> None:
-    """Record the rows of ImageBatchRequested batches as products. The last rows of a request
-    may arrive after its last outcome, so this completes requests too."""
+    """Keep the rows of ImageBatchRequested batches for their requests' products. The last
+    rows of a request may arrive after its last outcome, so this completes requests too."""
     batches = [d.event for d in deliveries if isinstance(d.event, ImageBatchRequested)]
     if len(batches) != len(deliveries):
         raise Reject("status.image-batch-requested only takes image.requested.batch")
     with _dependency_errors_as_unavailable():
-        for progress in await repository.record_products(batches):
+        for progress in await repository.record_rows(batches):
             if progress.ready and progress.status == "Pending":
                 await complete_request(
                     progress,
@@ -110,13 +110,13 @@ async def complete_request(
     if request is None:
         return
     key = output_csv_key(confirmed.request_id)
-    products = await repository.products_in_order(confirmed.request_id)
+    rows = await repository.rows_in_order(confirmed.request_id)
     outcomes = await repository.outcomes(confirmed.request_id)
-    # Filling in and rendering a large request's CSV is CPU work; keep it off the loop (it
+    # Building a large request's products and CSV is CPU work; keep it off the loop (it
     # serves the API too).
-    products, csv_bytes = await asyncio.to_thread(_render, products, outcomes)
+    products, csv_bytes = await asyncio.to_thread(_render, confirmed.request_id, rows, outcomes)
     await files.write(key, csv_bytes, "text/csv; charset=utf-8")
-    await repository.complete_products(products)
+    await repository.add_products(products)
     event = RequestCompleted(
         request_id=confirmed.request_id,
         status=final_state(confirmed.processed, confirmed.failed),
@@ -152,11 +152,15 @@ async def complete_request(
         event.failed,
     )
     await _publish_completion(event, repository=repository, broker=broker)
+    # The rows live on as products now. (Should this fail, they stay behind unused.)
+    await repository.drop_rows(event.request_id)
 
 
-def _render(products: list[Document], outcomes: list[Document]) -> tuple[list[Document], bytes]:
-    filled = with_outcomes(products, outcomes)
-    return filled, render_output_csv(filled).encode("utf-8")
+def _render(
+    request_id: str, rows: list[Document], outcomes: list[Document]
+) -> tuple[list[Document], bytes]:
+    products = finished_products(request_id, rows, outcomes)
+    return products, render_output_csv(products).encode("utf-8")
 
 
 async def _publish_completion(

@@ -54,10 +54,5 @@ def tally(fact: Document) -> Counter[str]:
     return Counter({"failed": 1, f"{REASONS}.{fact['reason']}": 1})
 
 
-def product_documents(batch: ImageBatchRequested) -> list[Document]:
-    return [
-        documents.product_document(
-            batch.request_id, row.row_index, row.serial_number, row.product_name, row.urls
-        )
-        for row in batch.rows
-    ]
+def row_batch_document(batch: ImageBatchRequested) -> Document:
+    return documents.row_batch_document(batch.request_id, [row.model_dump() for row in batch.rows])

@@ -18,7 +18,7 @@ from imgpipe_contracts.events import (
     ImageBatchRequested,
 )
 from imgpipe_runtime.mongo import Document
-from imgpipe_status.records import REASONS, Outcome, outcome_document, product_documents, tally
+from imgpipe_status.records import REASONS, Outcome, outcome_document, row_batch_document, tally
 
 WEBHOOK_FINAL_STATES = ("delivered", "failed")
 
@@ -82,15 +82,15 @@ class StatusRepository:
             await self.recount(rid, now)
         return await self._progress_of(list(fresh))
 
-    async def record_products(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
-        """Insert the batches' rows as products and count the new ones on their requests;
-        return the touched requests. Like the facts: a batch that meets rows already stored
-        (a redelivery) recounts its request's rows instead of trusting the counter."""
-        docs = [doc for batch in batches for doc in product_documents(batch)]
-        duplicates = await self._insert_new(documents.PRODUCTS, docs)
+    async def record_rows(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
+        """Keep the batches' rows until their requests complete and count the new ones on
+        their requests; return the touched requests. Like the facts: a batch met again (a
+        redelivery) recounts its request's rows instead of trusting the counter."""
+        docs = [row_batch_document(batch) for batch in batches]
+        duplicates = await self._insert_new(documents.ROW_BATCHES, docs)
         fresh: Counter[str] = Counter()
         for doc in docs:
-            fresh[doc["request_id"]] += doc["_id"] not in duplicates
+            fresh[doc["request_id"]] += 0 if doc["_id"] in duplicates else doc["row_count"]
         recount = {doc["request_id"] for doc in docs if doc["_id"] in duplicates}
         updates = [
             UpdateOne({"_id": rid}, {"$inc": {"rows_recorded": n}})
@@ -100,9 +100,13 @@ class StatusRepository:
         if updates:
             await self._db[documents.REQUESTS].bulk_write(updates, ordered=False)
         for rid in recount:
-            rows = await self._db[documents.PRODUCTS].count_documents(documents.products_of(rid))
+            pipeline: list[Document] = [
+                {"$match": documents.products_of(rid)},
+                {"$group": {"_id": None, "rows": {"$sum": "$row_count"}}},
+            ]
+            counted = await (await self._db[documents.ROW_BATCHES].aggregate(pipeline)).to_list()
             await self._db[documents.REQUESTS].update_one(
-                {"_id": rid}, {"$set": {"rows_recorded": rows}}
+                {"_id": rid}, {"$set": {"rows_recorded": counted[0]["rows"] if counted else 0}}
             )
         return await self._progress_of(list(fresh))
 
@@ -187,9 +191,12 @@ class StatusRepository:
         cursor = self._db[documents.REQUESTS].find(query).sort("created_at", -1).limit(limit)
         return [doc async for doc in cursor]
 
-    async def products_in_order(self, request_id: str) -> list[Document]:
-        cursor = self._db[documents.PRODUCTS].find(documents.products_of(request_id)).sort("_id", 1)
-        return [doc async for doc in cursor]
+    async def rows_in_order(self, request_id: str) -> list[Document]:
+        """The request's rows as its batches brought them, in file order."""
+        cursor = (
+            self._db[documents.ROW_BATCHES].find(documents.products_of(request_id)).sort("_id", 1)
+        )
+        return [row async for batch in cursor for row in batch["rows"]]
 
     async def outcomes(self, request_id: str) -> list[Document]:
         """Every outcome fact of a request (what its products' outputs are made of)."""
@@ -199,26 +206,13 @@ class StatusRepository:
         )
         return [doc async for doc in cursor]
 
-    async def complete_products(self, products: Sequence[Document]) -> None:
-        """Store the products' outputs and errors, and mark them processed."""
-        if not products:
-            return
-        await self._db[documents.PRODUCTS].bulk_write(
-            [
-                UpdateOne(
-                    {"_id": p["_id"]},
-                    {
-                        "$set": {
-                            "output_image_urls": p["output_image_urls"],
-                            "errors": p["errors"],
-                            "processed": True,
-                        }
-                    },
-                )
-                for p in products
-            ],
-            ordered=False,
-        )
+    async def add_products(self, products: list[Document]) -> None:
+        """Insert a finished request's products; those already there (a repeated completion,
+        with the same content) are left as they are."""
+        await self._insert_new(documents.PRODUCTS, products)
+
+    async def drop_rows(self, request_id: str) -> None:
+        await self._db[documents.ROW_BATCHES].delete_many(documents.products_of(request_id))
 
     async def claim_completion(self, request_id: str, changes: Document) -> bool:
         """Move the request to its final state unless someone already did; True if we did."""
@@ -270,6 +264,5 @@ def _progress(doc: Document) -> Progress:
         failed=doc.get("failed", 0),
         status=doc.get("status", "Pending"),
         rows=doc.get("rows", 0),
-        # Requests from before the batches had their products written by ingest.
-        rows_recorded=doc["rows_recorded"] if "rows_recorded" in doc else doc.get("rows", 0),
+        rows_recorded=doc.get("rows_recorded", 0),
     )
