@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -21,6 +22,8 @@ log = logging.getLogger("imgpipe_processor")
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with bootstrap(settings):
         log.info("processor consuming with %d image workers", settings.workers)
+        # Start-up's objects out of the collector's way (see imgpipe_runtime.web).
+        gc.freeze()
         await stop.wait()
 
 
