@@ -44,6 +44,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
         per_host=settings.downloads_per_host,
     )
     try:
+        await pool.warm_up()
         async with (
             session,
             open_file_store(settings, link_signer(settings)) as files,

@@ -60,6 +60,15 @@ class ImagePool:
             initargs=(os.getpid(), self._max_pixels, self._nice),
         )
 
+    async def warm_up(self) -> None:
+        """Start every worker now, not when the first batch arrives: a starting worker
+        imports Pillow at full priority (its niceness comes after), which would take the
+        cores from the event loops just as a batch begins."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._executor, os.getpid) for _ in range(self._workers))
+        )
+
     async def recompress(self, data: bytes) -> Recompressed:
         loop = asyncio.get_running_loop()
         executor = self._executor
