@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -114,19 +114,25 @@ def assert_accepted_rows_are_sound(rows: list[ProductRow], limits: CsvLimits) ->
             assert check_url(url, limits.max_url_length) is None, url
 
 
-def assert_rows_round_trip_through_the_output_csv(rows: list[ProductRow]) -> None:
-    documents = [
+def unprocessed_products(rows: list[ProductRow]) -> list[dict[str, Any]]:
+    """The rows as product documents whose images have no outcome yet."""
+    nothing = [None] * max((len(row.urls) for row in rows), default=0)
+    return [
         product_document(
             "req-1",
             index,
             row.serial_number,
             row.product_name,
             list(row.urls),
-            [None] * len(row.urls),
-            [None] * len(row.urls),
+            nothing[: len(row.urls)],
+            nothing[: len(row.urls)],
         )
         for index, row in enumerate(rows)
     ]
+
+
+def assert_rows_round_trip_through_the_output_csv(rows: list[ProductRow]) -> None:
+    documents = unprocessed_products(rows)
     records = list(csv.reader(io.StringIO(render_output_csv(documents))))
 
     assert records[0] == OUTPUT_COLUMNS
@@ -458,18 +464,7 @@ def test_product_names_reach_the_output_csv_unchanged_unless_a_spreadsheet_would
     file: ValidFile,
 ) -> None:
     rows = parse(file.data)
-    documents = [
-        product_document(
-            "req-1",
-            index,
-            row.serial_number,
-            row.product_name,
-            list(row.urls),
-            [None] * len(row.urls),
-            [None] * len(row.urls),
-        )
-        for index, row in enumerate(rows)
-    ]
+    documents = unprocessed_products(rows)
     output = list(csv.reader(io.StringIO(render_output_csv(documents))))
 
     for record, product in zip(output[1:], file.products, strict=True):

@@ -49,17 +49,10 @@ async def handle_image_outcomes(
         outcomes.extend(delivery.event.outcomes)
     now = datetime.now(UTC)
     with _dependency_errors_as_unavailable():
-        for progress in await repository.record_outcomes(outcomes, now):
-            # Counters alone change here: pollers see them when the cache entry expires
-            # (STATUS_CACHE_SECONDS), so a busy request's batches never empty the cache.
-            if progress.ready and progress.status == "Pending":
-                await complete_request(
-                    progress,
-                    repository=repository,
-                    broker=broker,
-                    files=files,
-                    progress_cache=progress_cache,
-                )
+        # Counters alone change here: pollers see them when the cache entry expires
+        # (STATUS_CACHE_SECONDS), so a busy request's batches never empty the cache.
+        touched = await repository.record_outcomes(outcomes, now)
+        await _complete_ready(touched, repository, broker, files, progress_cache)
 
 
 async def handle_image_batches(
@@ -76,15 +69,26 @@ async def handle_image_batches(
     if len(batches) != len(deliveries):
         raise Reject("status.image-batch-requested only takes image.requested.batch")
     with _dependency_errors_as_unavailable():
-        for progress in await repository.record_rows(batches):
-            if progress.ready and progress.status == "Pending":
-                await complete_request(
-                    progress,
-                    repository=repository,
-                    broker=broker,
-                    files=files,
-                    progress_cache=progress_cache,
-                )
+        touched = await repository.record_rows(batches)
+        await _complete_ready(touched, repository, broker, files, progress_cache)
+
+
+async def _complete_ready(
+    touched: list[Progress],
+    repository: StatusRepository,
+    broker: Publisher,
+    files: FileStore,
+    progress_cache: ProgressCache,
+) -> None:
+    for progress in touched:
+        if progress.ready and progress.status == "Pending":
+            await complete_request(
+                progress,
+                repository=repository,
+                broker=broker,
+                files=files,
+                progress_cache=progress_cache,
+            )
 
 
 async def complete_request(
