@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -38,6 +39,12 @@ def start_worker(parent_pid: int, max_pixels: int, nice: int) -> None:
     configure_worker(max_pixels)
 
 
+def _pid_after(seconds: float) -> int:
+    """A warm-up job: long enough that one worker cannot take a whole round."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 class ImagePool:
     def __init__(self, workers: int, max_pixels: int, quality: int, nice: int = 0) -> None:
         self._workers = workers
@@ -60,14 +67,22 @@ class ImagePool:
             initargs=(os.getpid(), self._max_pixels, self._nice),
         )
 
-    async def warm_up(self) -> None:
+    async def warm_up(self, within: float = 60.0) -> None:
         """Start every worker now, not when the first batch arrives: a starting worker
         imports Pillow at full priority (its niceness comes after), which would take the
-        cores from the event loops just as a batch begins."""
+        cores from the event loops just as a batch begins. Done when each worker has run a
+        job (so has finished starting): one round of jobs may all go to the first worker up."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, os.getpid) for _ in range(self._workers))
-        )
+        deadline = loop.time() + within
+        started: set[int] = set()
+        while len(started) < self._workers and loop.time() < deadline:
+            pids = await asyncio.gather(
+                *(
+                    loop.run_in_executor(self._executor, _pid_after, 0.05)
+                    for _ in range(self._workers)
+                )
+            )
+            started.update(pids)
 
     async def recompress(self, data: bytes) -> Recompressed:
         loop = asyncio.get_running_loop()

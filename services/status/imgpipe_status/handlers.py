@@ -131,6 +131,9 @@ async def complete_request(
         output_csv_url=await files.url_for(key),
         webhook_url=request.get("webhook_url"),
     )
+    # The relay's grace period counts from the claim, not from when this work began: a slow
+    # CSV or products write must not look like a claimer that died before publishing.
+    now = datetime.now(UTC)
     claimed = await repository.claim_completion(
         confirmed.request_id,
         {
