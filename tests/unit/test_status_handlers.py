@@ -394,6 +394,19 @@ async def test_a_redelivered_batch_records_its_rows_once(world: World) -> None:
     assert world.repository.products == {}
 
 
+async def test_a_batch_redelivered_after_its_request_finished_leaves_no_rows_behind(
+    world: World,
+) -> None:
+    rid = new_request(world)
+    await world.outcomes(processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    assert world.repository.requests[rid]["status"] == "Completed"
+
+    await world.batches(batch_of(rid, [[A, B], [C]]), attempt=2)
+
+    assert world.repository.row_batches == {}
+    assert len(world.completions()) == 1
+
+
 async def test_a_completed_request_has_its_products_outputs_errors_and_processed_flags(
     world: World,
 ) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo.errors import ConnectionFailure
 
 from imgpipe_contracts.events import (
+    FINAL_STATES,
     ImageBatchRequested,
     ImageFailed,
     ImageOutcomes,
@@ -70,6 +71,11 @@ async def handle_image_batches(
         raise Reject("status.image-batch-requested only takes image.requested.batch")
     with _dependency_errors_as_unavailable():
         touched = await repository.record_rows(batches)
+        for progress in touched:
+            # Already final (a batch redelivered after completion, or an upload that failed
+            # while being queued): its rows will never become products.
+            if progress.status in FINAL_STATES:
+                await repository.drop_rows(progress.request_id)
         await _complete_ready(touched, repository, broker, files, progress_cache)
 
 
