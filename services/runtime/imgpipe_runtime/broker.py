@@ -30,7 +30,7 @@ from imgpipe_contracts.events import Event
 from imgpipe_contracts.topology import ROUTED_KEYS, QueueSpec, Topology
 from imgpipe_runtime.consumer import BatchHandler, Consumer, Handler, destination
 from imgpipe_runtime.declare import declare_topology
-from imgpipe_runtime.retry import ATTEMPT_HEADER, ERROR_HEADER
+from imgpipe_runtime.retry import ATTEMPT_HEADER
 from imgpipe_runtime.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class Broker:
         broker confirmed it, so the batch stays unacked."""
         move = destination(self.topology, spec, exc, attempt)
         message = _message(event)
-        message.headers = {ATTEMPT_HEADER: move.next_attempt, ERROR_HEADER: str(exc)[:500]}
+        message.headers = move.headers(exc)
         await self.send_to_queue(move.queue, message)
         move.count()
 

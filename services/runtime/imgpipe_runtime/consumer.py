@@ -144,9 +144,7 @@ class Consumer:
     async def _settle(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
         """Move a failed message to a retry queue or the DLQ, then ack the original."""
         move = destination(self._topology, self._spec, exc, attempt)
-        copy = copy_message(
-            message, {ATTEMPT_HEADER: move.next_attempt, ERROR_HEADER: str(exc)[:500]}
-        )
+        copy = copy_message(message, move.headers(exc))
         try:
             await self._send_to_queue(move.queue, copy)
         except Exception:
@@ -167,6 +165,10 @@ class Move:
     queue: str
     next_attempt: int
     dead_letter: bool
+
+    def headers(self, exc: Exception) -> dict[str, Any]:
+        """What the moved copy carries: its next attempt and why this one failed."""
+        return {ATTEMPT_HEADER: self.next_attempt, ERROR_HEADER: str(exc)[:500]}
 
     def count(self) -> None:
         moved = metrics.MESSAGES_DEAD_LETTERED if self.dead_letter else metrics.MESSAGES_RETRIED
