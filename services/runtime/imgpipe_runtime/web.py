@@ -4,7 +4,7 @@ service's bootstrap, its health and metrics routes, and typed access to what it 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -85,20 +85,24 @@ async def caller_tenant(request: Request, credentials: BearerKey) -> str | None:
 Tenant = Annotated[str | None, Depends(caller_tenant)]
 
 
-def adapter(name: str) -> Callable[[Request], Any]:
+def adapter(name: str) -> Callable[[Request], Awaitable[Any]]:
     """A FastAPI dependency returning the adapter `name` that the bootstrap built (typed by
-    the `Annotated` alias that uses it)."""
+    the `Annotated` alias that uses it).
 
-    def dependency(request: Request) -> Any:
+    Coroutines, like `from_state`'s, though nothing here waits: FastAPI runs a plain `def`
+    dependency in its thread pool, a round trip through another thread on every request
+    (under load, the poller's answer then waits for that thread to get a core)."""
+
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state.adapters, name)
 
     return dependency
 
 
-def from_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A FastAPI dependency returning `app.state.<name>`, checked to be a `kind`."""
 
-    def dependency(request: Request) -> T:
+    async def dependency(request: Request) -> T:
         value = getattr(request.app.state, name)
         if not isinstance(value, kind):
             raise TypeError(f"app.state.{name} is a {type(value).__name__}, not a {kind.__name__}")
