@@ -37,6 +37,32 @@ class _Context(logging.Filter):
         return True
 
 
+class QuietPolls(logging.Filter):
+    """For uvicorn's access log: drop the lines of successful GETs of `paths` (prefixes)
+    unless the level is DEBUG. Pollers ask for a status ten times a second each, and probes
+    for /healthz and /metrics every few seconds; one line per answer would bury the lines
+    that matter and cost the status service a fifth of each answer's CPU. Failures (4xx,
+    5xx) and every other method are still logged."""
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        super().__init__()
+        self.paths = paths
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's access record: (client, method, path with query, HTTP version, status).
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:
+            return True
+        _, method, path, _, status = args
+        routine = (
+            method == "GET"
+            and isinstance(path, str)
+            and path.startswith(self.paths)
+            and status in (200, 304)
+        )
+        return not routine or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
