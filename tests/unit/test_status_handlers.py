@@ -133,11 +133,14 @@ class FakeRepository:
             await self.recount(request_id, now)
         return [self._progress(rid) for rid in touched if rid in self.requests]
 
-    async def recount(self, request_id: str, now: datetime) -> Progress | None:
+    async def recount(
+        self, request_id: str, now: datetime, facts: list[Document] | None = None
+    ) -> Progress | None:
         self._check("recount")
         if request_id not in self.requests:
             return None
-        facts = [f for f in self.facts.values() if f["request_id"] == request_id]
+        if facts is None:
+            facts = [f for f in self.facts.values() if f["request_id"] == request_id]
         self.requests[request_id] |= {
             "processed": sum(f["outcome"] == "processed" for f in facts),
             "failed": sum(f["outcome"] == "failed" for f in facts),

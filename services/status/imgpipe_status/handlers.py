@@ -113,7 +113,9 @@ async def complete_request(
     whoever wins the conditional update publishes; if it dies first, the relay does.
     """
     now = datetime.now(UTC)
-    confirmed = await repository.recount(progress.request_id, now)
+    # One read of the facts both confirms the counters and gives the products their outputs.
+    outcomes = await repository.outcomes(progress.request_id)
+    confirmed = await repository.recount(progress.request_id, now, outcomes)
     if confirmed is None or not confirmed.ready or confirmed.status != "Pending":
         return
     request = await repository.get_request(progress.request_id)
@@ -121,7 +123,6 @@ async def complete_request(
         return
     key = output_csv_key(confirmed.request_id)
     rows = await repository.rows_in_order(confirmed.request_id)
-    outcomes = await repository.outcomes(confirmed.request_id)
     # Building a large request's products and CSV is CPU work; keep it off the loop (it
     # serves the API too).
     products, csv_bytes = await asyncio.to_thread(_render, confirmed.request_id, rows, outcomes)

@@ -131,26 +131,14 @@ class StatusRepository:
             return {docs[e["index"]]["_id"] for e in errors}
         return set()
 
-    async def recount(self, request_id: str, now: datetime) -> Progress | None:
-        """Set the counters from the facts; return the corrected progress."""
-        counts: Counter[str] = Counter()
-        pipeline: list[Document] = [
-            {"$match": {"request_id": request_id}},
-            {
-                "$group": {
-                    "_id": {"outcome": "$outcome", "reason": "$reason"},
-                    "n": {"$sum": 1},
-                    "bytes_in": {"$sum": "$bytes_in"},
-                    "bytes_out": {"$sum": "$bytes_out"},
-                }
-            },
-        ]
-        async for row in await self._db[documents.IMAGES].aggregate(pipeline):
-            counts[row["_id"]["outcome"]] += row["n"]
-            counts["bytes_in"] += row["bytes_in"]
-            counts["bytes_out"] += row["bytes_out"]
-            if row["_id"].get("reason"):
-                counts[f"{REASONS}.{row['_id']['reason']}"] += row["n"]
+    async def recount(
+        self, request_id: str, now: datetime, facts: list[Document] | None = None
+    ) -> Progress | None:
+        """Set the counters from the facts (`outcomes()`, read here unless given); return the
+        corrected progress."""
+        if facts is None:
+            facts = await self.outcomes(request_id)
+        counts: Counter[str] = sum(map(tally, facts), Counter())
         reasons = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(REASONS)}
         doc = await self._db[documents.REQUESTS].find_one_and_update(
             {"_id": request_id},
@@ -199,10 +187,12 @@ class StatusRepository:
         return [row async for batch in cursor for row in batch["rows"]]
 
     async def outcomes(self, request_id: str) -> list[Document]:
-        """Every outcome fact of a request (what its products' outputs are made of)."""
+        """Every outcome fact of a request: what its counters and its products' outputs are
+        made of."""
         fields = ("row_index", "position", "outcome", "output_url", "reason", "detail")
+        counted = ("bytes_in", "bytes_out")
         cursor = self._db[documents.IMAGES].find(
-            {"request_id": request_id}, dict.fromkeys(fields, 1)
+            {"request_id": request_id}, dict.fromkeys(fields + counted, 1)
         )
         return [doc async for doc in cursor]
 
