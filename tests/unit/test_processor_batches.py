@@ -15,7 +15,7 @@ from imgpipe_contracts.events import (
     ProductJobs,
     RequestAccepted,
 )
-from imgpipe_processor.handlers import handle_image_jobs
+from imgpipe_processor.handlers import Working, handle_image_jobs
 from imgpipe_processor.outcomes import Slots
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.retry import Reject, RetryLater
@@ -34,13 +34,14 @@ class Jobs:
         self.per_batch = per_batch
         self.slots = Slots(slots)
 
-    async def handle_one(self, delivery: Delivery) -> None:
+    async def handle_one(self, delivery: Delivery, working: Working) -> None:
         job = delivery.event
         assert isinstance(job, ImageRequested)
-        self.running += 1
-        self.most_running = max(self.most_running, self.running)
-        await asyncio.sleep(0)
-        self.running -= 1
+        async with working:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            await asyncio.sleep(0)
+            self.running -= 1
         self.handled.append((job.row_index, job.position, delivery.attempt))
         error = self.failing.get((job.row_index, job.position))
         if error is not None:

@@ -4,6 +4,8 @@ and the broker: one ImageRequested in, one ImageProcessed or ImageFailed (or a r
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -54,7 +56,8 @@ class FakeRecompress:
 
 
 class World:
-    """The handler's ports, sharing one log so the order of effects can be checked."""
+    """The handler's ports, sharing one log so the order of effects can be checked (the
+    processor's slot too: when the job takes it and gives it back)."""
 
     def __init__(self) -> None:
         self.log: list[str] = []
@@ -63,9 +66,18 @@ class World:
         self.files = FakeFiles(self.log)
         self.broker = FakeBroker(self.log)
 
+    @asynccontextmanager
+    async def working(self) -> AsyncIterator[None]:
+        self.log.append("slot taken")
+        try:
+            yield
+        finally:
+            self.log.append("slot given back")
+
     async def handle(self, delivery: Delivery) -> None:
         await handle_image_requested(
             delivery,
+            self.working(),
             fetch=self.fetch,
             recompress=self.recompress,
             files=self.files,
@@ -140,12 +152,25 @@ async def test_the_file_is_written_before_the_image_processed_event_is_published
     await world.handle(delivery(requested))
 
     key = image_key(requested.request_id, 2, 1, requested.url)
-    assert world.log == [
+    assert [line for line in world.log if not line.startswith("slot")] == [
         f"fetch {requested.url}",
         "recompress",
         f"write {key}",
         "publish image.processed",
     ]
+
+
+async def test_the_slot_is_given_back_before_the_outcome_is_published(world: World) -> None:
+    """An outcome waiting for its message (and its confirm) holds no slot: the next image
+    can be downloaded meanwhile."""
+    await world.handle(delivery(job()))
+    world.fetch.error = DownloadFailed("http_404", "gone")
+    await world.handle(delivery(job()))
+
+    for outcome in ("processed", "failed"):
+        publish = world.log.index(f"publish image.{outcome}")
+        assert world.log[publish - 1] == "slot given back"
+        world.log = world.log[publish + 1 :]
 
 
 async def test_a_failing_file_write_raises_and_publishes_nothing(world: World) -> None:
@@ -165,7 +190,7 @@ async def test_a_job_waits_for_a_file_store_that_is_down_before_downloading_anyt
     with pytest.raises(Unavailable, match="file store unavailable"):
         await world.handle(delivery(job(), attempt=3, max_attempts=3))
 
-    assert world.log == []
+    assert world.log == ["slot taken", "slot given back"]
     assert world.broker.published == []
 
 

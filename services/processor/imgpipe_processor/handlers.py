@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from typing import Any
 
 from imgpipe_contracts.events import (
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[bytes]]
 Recompress = Callable[[bytes], Awaitable[Recompressed]]
-HandleOne = Callable[[Delivery], Awaitable[None]]
+Working = AbstractAsyncContextManager[object]
+HandleOne = Callable[[Delivery, Working], Awaitable[None]]
 Defer = Callable[[ImageRequested, Exception, int], Awaitable[None]]
 
 
@@ -45,24 +46,28 @@ async def handle_image_jobs(
     A batch is done, and acked, once each of its images has an outcome or has been moved to
     a retry queue (or the DLQ) as a job of its own, so one slow or broken image never holds
     back or repeats the others. If such a move fails, the whole batch is retried: outcomes
-    are idempotent. `slots` bounds the images in progress in this process; `per_batch` the
-    images one batch may have waiting for a slot, so the slots' FIFO interleaves lanes.
+    are idempotent. `slots` bounds the images being downloaded, recompressed or stored in
+    this process (not those whose outcome waits for its message); `per_batch` the images one
+    batch may have waiting for a slot, so the slots' FIFO interleaves lanes.
     """
     event = delivery.event
     if isinstance(event, ImageRequested):
-        async with slots:
-            await handle_one(delivery)
+        await handle_one(delivery, slots)
         return
     if not isinstance(event, ImageBatchRequested):
         raise Reject(f"processor cannot handle {event.routing_key}")
     mine = asyncio.Semaphore(per_batch)
 
-    async def one(job: ImageRequested) -> None:
+    @asynccontextmanager
+    async def working() -> AsyncIterator[None]:
         async with mine, slots:
-            try:
-                await handle_one(Delivery(job, delivery.attempt, delivery.max_attempts))
-            except Exception as exc:
-                await defer(job, exc, delivery.attempt)
+            yield
+
+    async def one(job: ImageRequested) -> None:
+        try:
+            await handle_one(Delivery(job, delivery.attempt, delivery.max_attempts), working())
+        except Exception as exc:
+            await defer(job, exc, delivery.attempt)
 
     results = await asyncio.gather(*(one(job) for job in event.jobs()), return_exceptions=True)
     for result in results:
@@ -72,6 +77,7 @@ async def handle_image_jobs(
 
 async def handle_image_requested(
     delivery: Delivery,
+    working: Working | None = None,
     *,
     fetch: Fetch,
     recompress: Recompress,
@@ -83,6 +89,9 @@ async def handle_image_requested(
     Transient download failures raise, so the consumer retries the job later; on the last
     attempt they become an ImageFailed instead. Redelivery is harmless: the stored name is a
     function of the job, so a repeat overwrites the same key with the same bytes.
+
+    `working` is held while the image is downloaded, recompressed and stored (a slot of the
+    processor's), not while its outcome waits to be published and confirmed.
     """
     job = delivery.event
     if not isinstance(job, ImageRequested):
@@ -91,6 +100,29 @@ async def handle_image_requested(
         key = image_key(job.request_id, job.row_index, job.position, job.url)
     except InvalidRequestId as exc:
         raise Reject(str(exc)) from exc
+    async with working or nullcontext():
+        outcome = await _outcome_of(job, key, delivery, fetch, recompress, files)
+    await broker.publish(outcome)
+    # Counted once the event is confirmed, so the counters agree with what status records.
+    if isinstance(outcome, ImageFailed):
+        log.info("image %s failed: %s (%s)", job.image_id, outcome.reason, outcome.detail)
+        metrics.IMAGES_FAILED.labels(outcome.reason).inc()
+    else:
+        metrics.IMAGES_PROCESSED.inc()
+        metrics.BYTES_IN.inc(outcome.bytes_in)
+        metrics.BYTES_OUT.inc(outcome.bytes_out)
+
+
+async def _outcome_of(
+    job: ImageRequested,
+    key: str,
+    delivery: Delivery,
+    fetch: Fetch,
+    recompress: Recompress,
+    files: FileStore,
+) -> ImageProcessed | ImageFailed:
+    """Download, recompress and store the job's image; its outcome, to be published.
+    (Its bytes are let go when this returns, before the outcome waits for its message.)"""
     # During a store outage the job waits before downloading: its image would have nowhere to go.
     with _store_outage_as_unavailable():
         await files.ready()
@@ -102,32 +134,24 @@ async def handle_image_requested(
     except DownloadFailed as exc:
         if exc.transient and not delivery.is_last_attempt:
             raise RetryLater(f"{exc.reason}: {exc.detail}", exc.retry_after) from exc
-        await _publish_failure(broker, job, exc.reason, exc.detail, delivery.attempt)
-        return
+        return _failure(job, exc.reason, exc.detail, delivery.attempt)
     except ImageRejected as exc:
-        await _publish_failure(broker, job, exc.reason, exc.detail, delivery.attempt)
-        return
+        return _failure(job, exc.reason, exc.detail, delivery.attempt)
     # Stored before the event is published, so a consumer of ImageProcessed finds the file; a
     # failed write raises, and the job is retried (nothing is acked before the file exists).
     with _store_outage_as_unavailable():
         await files.write(key, result.jpeg, "image/jpeg")
         output_url = await files.url_for(key)
-    await broker.publish(
-        ImageProcessed(
-            **_about(job),
-            output_key=key,
-            output_url=output_url,
-            width=result.width,
-            height=result.height,
-            source_format=result.source_format,
-            bytes_in=len(data),
-            bytes_out=result.bytes_out,
-        )
+    return ImageProcessed(
+        **_about(job),
+        output_key=key,
+        output_url=output_url,
+        width=result.width,
+        height=result.height,
+        source_format=result.source_format,
+        bytes_in=len(data),
+        bytes_out=result.bytes_out,
     )
-    # Counted once the event is confirmed, so the counters agree with what status records.
-    metrics.IMAGES_PROCESSED.inc()
-    metrics.BYTES_IN.inc(len(data))
-    metrics.BYTES_OUT.inc(result.bytes_out)
 
 
 @contextmanager
@@ -140,14 +164,8 @@ def _store_outage_as_unavailable() -> Iterator[None]:
         raise Unavailable(f"file store unavailable: {exc}") from exc
 
 
-async def _publish_failure(
-    broker: Publisher, job: ImageRequested, reason: str, detail: str, attempts: int
-) -> None:
-    log.info("image %s failed: %s (%s)", job.image_id, reason, detail)
-    await broker.publish(
-        ImageFailed(**_about(job), reason=reason, detail=detail, attempts=attempts)
-    )
-    metrics.IMAGES_FAILED.labels(reason).inc()
+def _failure(job: ImageRequested, reason: str, detail: str, attempts: int) -> ImageFailed:
+    return ImageFailed(**_about(job), reason=reason, detail=detail, attempts=attempts)
 
 
 def _about(job: ImageRequested) -> dict[str, Any]:

@@ -13,7 +13,8 @@ Outcome = ImageProcessed | ImageFailed
 
 
 class Slots:
-    """Bounds the images in progress in this process, and counts them."""
+    """Bounds the images being worked on in this process (downloaded, recompressed or
+    stored), and counts them."""
 
     def __init__(self, size: int) -> None:
         self._free = asyncio.Semaphore(size)
@@ -38,8 +39,9 @@ class OutcomeBatcher:
     request for what finished within `max_wait` seconds (at most `max_outcomes`).
 
     `publish` returns once the broker has confirmed the message holding the outcome, so a job
-    is still acked only after its outcome is safe. A batch goes at once when every image in
-    progress is waiting for it: a lone image is never held back. Other events pass through.
+    is still acked only after its outcome is safe. A batch goes at once when no other image is
+    being worked on (`slots` is empty: an outcome waiting here holds no slot), so a lone image
+    is never held back. Other events pass through.
     """
 
     def __init__(
@@ -60,7 +62,7 @@ class OutcomeBatcher:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, done))
-        if len(self._pending) >= min(self._max_outcomes, max(self._slots.busy, 1)):
+        if self._slots.busy == 0 or len(self._pending) >= self._max_outcomes:
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self._max_wait, self._flush)
