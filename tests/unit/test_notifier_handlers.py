@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from pymongo.errors import ServerSelectionTimeoutError
 
 from imgpipe_contracts.events import (
     Event,
@@ -19,6 +20,7 @@ from imgpipe_contracts.webhooks import WebhookPayload
 from imgpipe_notifier.delivery import Attempt
 from imgpipe_notifier.handlers import WebhookNotDelivered, handle_request_completed
 from imgpipe_runtime.consumer import Delivery
+from imgpipe_runtime.mongo import Document
 from imgpipe_runtime.retry import Reject
 from tests.unit.fakes import FakeBroker, unrelated_event
 
@@ -36,6 +38,34 @@ class FakePost:
     async def __call__(self, url: str, webhook_id: str, body: str) -> Attempt:
         self.calls.append((url, webhook_id, body))
         return self.answer
+
+
+class FakeDeliveries:
+    """DeliveryRepository over a dict; `broken` makes every call raise it."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Document] = {}
+        self.broken: Exception | None = None
+
+    async def delivered(self, webhook_id: str) -> Document | None:
+        if self.broken is not None:
+            raise self.broken
+        return self.records.get(webhook_id)
+
+    async def record(
+        self, webhook_id: str, request_id: str, url: str, attempts: int, status_code: int
+    ) -> None:
+        if self.broken is not None:
+            raise self.broken
+        self.records.setdefault(
+            webhook_id,
+            {
+                "request_id": request_id,
+                "url": url,
+                "attempts": attempts,
+                "status_code": status_code,
+            },
+        )
 
 
 DELIVERED = Attempt(True, 204, "delivered")
@@ -64,9 +94,14 @@ async def handle(
     attempt: int = 1,
     max_attempts: int = 4,
     default_url: str | None = None,
+    deliveries: FakeDeliveries | None = None,
 ) -> None:
     await handle_request_completed(
-        Delivery(event, attempt, max_attempts), post=post, broker=broker, default_url=default_url
+        Delivery(event, attempt, max_attempts),
+        post=post,
+        broker=broker,
+        deliveries=deliveries or FakeDeliveries(),
+        default_url=default_url,
     )
 
 
@@ -209,3 +244,47 @@ async def test_an_event_that_is_not_a_request_completion_is_rejected() -> None:
 
     assert post.calls == []
     assert broker.published == []
+
+
+# --- once -------------------------------------------------------------------------------------
+
+
+async def test_a_completion_met_again_after_its_webhook_was_delivered_is_not_sent_again() -> None:
+    event, deliveries = completed(), FakeDeliveries()
+    first, again = FakePost(DELIVERED), FakePost(DELIVERED)
+    broker = FakeBroker()
+
+    await handle(event, first, broker, attempt=1, deliveries=deliveries)
+    await handle(event, again, broker, attempt=1, deliveries=deliveries)
+
+    assert len(first.calls) == 1
+    assert again.calls == []
+    announced = [e for e in broker.published if isinstance(e, WebhookDelivered)]
+    assert [(e.webhook_id, e.url, e.status_code) for e in announced] == [
+        (event.event_id, HOOK, 204),
+        (event.event_id, HOOK, 204),
+    ]
+
+
+async def test_a_failed_attempt_is_not_remembered_as_a_delivery() -> None:
+    event, deliveries = completed(), FakeDeliveries()
+
+    with pytest.raises(WebhookNotDelivered):
+        await handle(event, FakePost(SERVER_ERROR), FakeBroker(), deliveries=deliveries)
+
+    assert deliveries.records == {}
+
+
+async def test_an_unreachable_database_does_not_hold_back_the_webhook() -> None:
+    event, post, broker, deliveries = (
+        completed(),
+        FakePost(DELIVERED),
+        FakeBroker(),
+        FakeDeliveries(),
+    )
+    deliveries.broken = ServerSelectionTimeoutError("no database")
+
+    await handle(event, post, broker, deliveries=deliveries)
+
+    assert len(post.calls) == 1
+    assert [type(e) for e in broker.published] == [WebhookDelivered]

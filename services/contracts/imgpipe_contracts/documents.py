@@ -15,6 +15,8 @@ through these helpers.
 - `upload_windows`: uploads per tenant and minute (`_id` = `<tenant>:<minute>`), for the limit.
 - `images`: one outcome fact per image, `_id` = `<request>:<row>:<position>`. Inserting it is
   how an outcome is counted, so a redelivered event hits the unique `_id` and counts nothing.
+- `webhook_deliveries` (the notifier's): one document per webhook delivered, `_id` = webhook
+  id (the completion's event id), so a completion met again is not called back again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ROW_BATCHES = "row_batches"
 IMAGES = "images"
 API_KEYS = "api_keys"
 UPLOAD_WINDOWS = "upload_windows"
+WEBHOOK_DELIVERIES = "webhook_deliveries"
 DUPLICATE_KEY = 11000
 
 
@@ -117,6 +120,19 @@ def api_key_document(
         "hash": digest,
         "created_at": now,
         "revoked_at": None,
+    }
+
+
+def webhook_delivery_document(
+    webhook_id: str, request_id: str, url: str, attempts: int, status_code: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "_id": webhook_id,
+        "request_id": request_id,
+        "url": url,
+        "attempts": attempts,
+        "status_code": status_code,
+        "delivered_at": now,
     }
 
 

@@ -14,9 +14,11 @@ from imgpipe_contracts.topology import NOTIFIER_REQUEST_COMPLETED
 from imgpipe_notifier.config import Settings
 from imgpipe_notifier.delivery import post_webhook
 from imgpipe_notifier.handlers import handle_request_completed
+from imgpipe_notifier.repository import DeliveryRepository
 from imgpipe_runtime.broker import Broker, running_broker
 from imgpipe_runtime.health import Health, health_of
 from imgpipe_runtime.http import guarded_session
+from imgpipe_runtime.mongo import connected_database
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,12 @@ class Notifier:
 
 @asynccontextmanager
 async def bootstrap(settings: Settings, signer: Webhook) -> AsyncIterator[Notifier]:
-    """Open the webhook session and the broker link, consume completions; close after."""
+    """Open the webhook session, the database and the broker link, consume completions;
+    close after."""
     timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout)
     async with (
         guarded_session(settings, timeout=timeout, user_agent="imgpipe-webhooks/0.1") as session,
+        connected_database(settings) as db,
         running_broker(settings, "imgpipe-notifier") as broker,
     ):
         await broker.consume(
@@ -44,6 +48,7 @@ async def bootstrap(settings: Settings, signer: Webhook) -> AsyncIterator[Notifi
                 handle_request_completed,
                 post=partial(post_webhook, session, signer),
                 broker=broker,
+                deliveries=DeliveryRepository(db),
                 default_url=settings.default_webhook_url,
             ),
             prefetch=settings.prefetch,

@@ -8,13 +8,13 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from imgpipe_runtime.settings import BrokerSettings, NetworkSettings
+from imgpipe_runtime.settings import BrokerSettings, MongoSettings, NetworkSettings
 
 # Only for development: anyone reading this file can forge webhooks signed with it.
 DEVELOPMENT_SECRET = "whsec_" + base64.b64encode(b"imgpipe-development-secret-32byte").decode()
 
 
-class Settings(BrokerSettings, NetworkSettings):
+class Settings(BrokerSettings, NetworkSettings, MongoSettings):
     notifier_port: int = 8020
     webhook_secret: str = Field(
         default=DEVELOPMENT_SECRET,
