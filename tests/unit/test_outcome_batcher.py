@@ -129,3 +129,19 @@ async def test_slots_count_the_images_in_progress(busy: int) -> None:
     async with slots:
         assert slots.busy == busy + 1
     assert slots.busy == busy
+
+
+async def test_send_soon_sends_what_waits_without_waiting_for_the_window() -> None:
+    broker = FakeBroker()
+    batcher = OutcomeBatcher(broker, await busy_slots(4), max_wait=3600)
+    rid = uuid.uuid4().hex
+
+    async def last_image() -> None:
+        batcher.send_soon()  # as a batch's last image does, just before handing its outcome
+        await batcher.publish(processed(rid, 1))
+
+    await asyncio.wait_for(asyncio.gather(batcher.publish(processed(rid, 0)), last_image()), 5)
+
+    [message] = broker.published
+    assert isinstance(message, ImageOutcomes)
+    assert sorted(o.row_index for o in message.outcomes) == [0, 1]

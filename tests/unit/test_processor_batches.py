@@ -33,6 +33,8 @@ class Jobs:
         self.most_running = 0
         self.per_batch = per_batch
         self.slots = Slots(slots)
+        # When each finished() came: how many jobs had been handled by then.
+        self.finished_after: list[int] = []
 
     async def handle_one(self, delivery: Delivery, working: Working) -> None:
         job = delivery.event
@@ -42,7 +44,7 @@ class Jobs:
             self.most_running = max(self.most_running, self.running)
             await asyncio.sleep(0)
             self.running -= 1
-        self.handled.append((job.row_index, job.position, delivery.attempt))
+            self.handled.append((job.row_index, job.position, delivery.attempt))
         error = self.failing.get((job.row_index, job.position))
         if error is not None:
             raise error
@@ -59,6 +61,7 @@ class Jobs:
             defer=self.defer,
             slots=self.slots,
             per_batch=self.per_batch,
+            finished=lambda: self.finished_after.append(len(self.handled)),
         )
 
 
@@ -142,3 +145,29 @@ async def test_an_event_that_is_not_an_image_job_is_rejected() -> None:
         await jobs.run(accepted)
 
     assert jobs.handled == []
+
+
+async def test_the_outcomes_are_sent_at_once_when_the_last_image_of_a_batch_is_done() -> None:
+    jobs = Jobs(per_batch=2)
+    jobs.failing[(12, 1)] = RetryLater("timeout")
+
+    await jobs.run(batch(rows=3, images_per_row=2))
+
+    # Once, and only when the last image was done (a failed one too): not one per image.
+    assert jobs.finished_after == [6]
+
+
+async def test_a_single_job_sends_its_outcome_at_once_too() -> None:
+    jobs = Jobs()
+    single = ImageRequested(
+        request_id=uuid.uuid4().hex,
+        row_index=0,
+        position=0,
+        serial_number=1,
+        product_name="SKU1",
+        url="https://shop.test/y.jpg",
+    )
+
+    await jobs.run(single)
+
+    assert jobs.finished_after == [1]

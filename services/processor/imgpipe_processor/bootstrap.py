@@ -53,12 +53,13 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
             processor = Processor(broker, session, pool, files)
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
             slots = Slots(settings.images_in_progress)
+            outcomes = OutcomeBatcher(broker, slots, max_wait=settings.outcome_wait)
             handle_one = partial(
                 handle_image_requested,
                 fetch=partial(download, session, limits=limits),
                 recompress=pool.recompress,
                 files=processor.files,
-                broker=OutcomeBatcher(broker, slots, max_wait=settings.outcome_wait),
+                broker=outcomes,
             )
             per_batch = max(1, settings.images_in_progress // settings.batch_prefetch)
             for lane in PROCESSOR_LANES:
@@ -68,6 +69,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
                     defer=partial(broker.defer, lane),
                     slots=slots,
                     per_batch=per_batch,
+                    finished=outcomes.send_soon,
                 )
                 await broker.consume(lane, handler, prefetch=settings.batch_prefetch)
             yield processor

@@ -40,6 +40,7 @@ async def handle_image_jobs(
     defer: Defer,
     slots: Slots,
     per_batch: int,
+    finished: Callable[[], None],
 ) -> None:
     """Handle an ImageBatchRequested job by job, or a single ImageRequested (a retry).
 
@@ -49,30 +50,54 @@ async def handle_image_jobs(
     are idempotent. `slots` bounds the images being downloaded, recompressed or stored in
     this process (not those whose outcome waits for its message); `per_batch` the images one
     batch may have waiting for a slot, so the slots' FIFO interleaves lanes.
+
+    `finished()` is called once the last image of the message is done with its slot: the
+    message is acked only after that image's outcome is confirmed, so the outcomes waiting to
+    be sent should go now (OutcomeBatcher.send_soon), not when their wait is over.
     """
     event = delivery.event
     if isinstance(event, ImageRequested):
-        await handle_one(delivery, slots)
+        await handle_one(delivery, _then(slots, finished))
         return
     if not isinstance(event, ImageBatchRequested):
         raise Reject(f"processor cannot handle {event.routing_key}")
     mine = asyncio.Semaphore(per_batch)
+    jobs = list(event.jobs())
+    unfinished = len(jobs)
 
-    @asynccontextmanager
-    async def working() -> AsyncIterator[None]:
-        async with mine, slots:
-            yield
+    def one_finished() -> None:
+        nonlocal unfinished
+        unfinished -= 1
+        if unfinished == 0:
+            finished()
 
     async def one(job: ImageRequested) -> None:
+        working = _then(_both(mine, slots), one_finished)
         try:
-            await handle_one(Delivery(job, delivery.attempt, delivery.max_attempts), working())
+            await handle_one(Delivery(job, delivery.attempt, delivery.max_attempts), working)
         except Exception as exc:
             await defer(job, exc, delivery.attempt)
 
-    results = await asyncio.gather(*(one(job) for job in event.jobs()), return_exceptions=True)
+    results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+@asynccontextmanager
+async def _both(first: Working, second: Working) -> AsyncIterator[None]:
+    async with first, second:
+        yield
+
+
+@asynccontextmanager
+async def _then(working: Working, after: Callable[[], None]) -> AsyncIterator[None]:
+    """`working`, and `after()` once it is left (however)."""
+    try:
+        async with working:
+            yield
+    finally:
+        after()
 
 
 async def handle_image_requested(

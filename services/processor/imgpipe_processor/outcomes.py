@@ -68,6 +68,11 @@ class OutcomeBatcher:
             self._timer = loop.call_later(self._max_wait, self._flush)
         await done
 
+    def send_soon(self) -> None:
+        """Send what is waiting as soon as the caller's task yields (so an outcome it is
+        about to hand over goes too), without waiting for the window to end."""
+        asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
