@@ -38,9 +38,9 @@ class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
         description="Images one processor downloads, recompresses or stores at once.",
     )
     outcome_wait: float = Field(
-        default=0.1,
+        default=0.25,
         ge=0,
-        description="Seconds an image outcome may wait for others to share its message "
-        "(it goes at once when no other image is in progress).",
+        description="Seconds an image outcome may wait for others to share its message (it "
+        "goes at once when no other image is in progress, or with the last image of its batch).",
     )
     jpeg_quality: int = Field(default=50, ge=1, le=95)

@@ -45,7 +45,7 @@ class OutcomeBatcher:
     """
 
     def __init__(
-        self, broker: Publisher, slots: Slots, max_outcomes: int = 50, max_wait: float = 0.1
+        self, broker: Publisher, slots: Slots, max_outcomes: int = 50, max_wait: float = 0.25
     ) -> None:
         self._broker = broker
         self._slots = slots
