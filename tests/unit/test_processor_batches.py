@@ -80,6 +80,18 @@ def batch(rows: int = 3, images_per_row: int = 2) -> ImageBatchRequested:
     )
 
 
+def single_job(row_index: int) -> ImageRequested:
+    """One image job, as a retry queue holds it."""
+    return ImageRequested(
+        request_id=uuid.uuid4().hex,
+        row_index=row_index,
+        position=0,
+        serial_number=row_index + 1,
+        product_name=f"SKU{row_index + 1}",
+        url=f"https://shop.test/{row_index}.jpg",
+    )
+
+
 async def test_every_image_of_a_batch_is_handled_once_as_a_job_of_its_own() -> None:
     jobs = Jobs()
 
@@ -121,16 +133,7 @@ async def test_a_batch_has_at_most_per_batch_images_in_progress() -> None:
 
 async def test_a_single_job_from_a_retry_queue_is_handled_as_it_is() -> None:
     jobs = Jobs()
-    single = ImageRequested(
-        request_id=uuid.uuid4().hex,
-        row_index=4,
-        position=0,
-        serial_number=5,
-        product_name="SKU5",
-        url="https://shop.test/x.jpg",
-    )
-
-    await jobs.run(single, attempt=3)
+    await jobs.run(single_job(row_index=4), attempt=3)
 
     assert jobs.handled == [(4, 0, 3)]
 
@@ -159,15 +162,6 @@ async def test_the_outcomes_are_sent_at_once_when_the_last_image_of_a_batch_is_d
 
 async def test_a_single_job_sends_its_outcome_at_once_too() -> None:
     jobs = Jobs()
-    single = ImageRequested(
-        request_id=uuid.uuid4().hex,
-        row_index=0,
-        position=0,
-        serial_number=1,
-        product_name="SKU1",
-        url="https://shop.test/y.jpg",
-    )
-
-    await jobs.run(single)
+    await jobs.run(single_job(row_index=0))
 
     assert jobs.finished_after == [1]
