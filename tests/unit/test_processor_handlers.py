@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 
 from imgpipe_contracts.events import Event, ImageFailed, ImageProcessed, ImageRequested
-from imgpipe_processor.fetch import DownloadFailed
+from imgpipe_processor.fetch import DownloadFailed, Fetched
 from imgpipe_processor.handlers import handle_image_requested
 from imgpipe_processor.keys import image_key
+from imgpipe_processor.reuse import Maker, make_anew
 from imgpipe_processor.transform import ImageRejected, Recompressed
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import StoreUnavailable
@@ -32,12 +34,12 @@ class FakeFetch:
         self.error: Exception | None = None
         self.urls: list[str] = []
 
-    async def __call__(self, url: str) -> bytes:
+    async def __call__(self, url: str, conditions: dict[str, str] | None = None) -> Fetched:
         self.log.append(f"fetch {url}")
         self.urls.append(url)
         if self.error is not None:
             raise self.error
-        return self.data
+        return Fetched(self.data, {})
 
 
 class FakeRecompress:
@@ -78,8 +80,9 @@ class World:
         await handle_image_requested(
             delivery,
             self.working(),
-            fetch=self.fetch,
-            recompress=self.recompress,
+            make=partial(
+                make_anew, fetch=self.fetch, make=Maker(self.recompress, self.files)
+            ),
             files=self.files,
             broker=self.broker,
         )

@@ -17,6 +17,14 @@ through these helpers.
   how an outcome is counted, so a redelivered event hits the unique `_id` and counts nothing.
 - `webhook_deliveries` (the notifier's): one document per webhook delivered, `_id` = webhook
   id (the completion's event id), so a completion met again is not called back again.
+- `sources` (the processor's): one document per URL and reuse scope, `_id` = a hash of both:
+  the last answer's validators and lifetime, the hash of its bytes, the output made of them,
+  and a lease while one processor fetches it (so others wait instead of fetching it too).
+- `outputs`: one document per stored output that requests may share, `_id` = a hash of scope,
+  source bytes and settings; `refs` lists the requests whose links point at it. The processor
+  adds a request before announcing its outcome; deleting a request pulls it, and sets
+  `released_at`; the status service's collector removes an output nobody refers to once
+  `released_at` is older than a grace period (`state` "deleting" while it does).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ IMAGES = "images"
 API_KEYS = "api_keys"
 UPLOAD_WINDOWS = "upload_windows"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
+SOURCES = "sources"
+OUTPUTS = "outputs"
 DUPLICATE_KEY = 11000
 
 
@@ -76,6 +86,8 @@ def request_document(
         "failed": 0,
         "bytes_in": 0,
         "bytes_out": 0,
+        "bytes_not_downloaded": 0,
+        "reused": {},
         "failures_by_reason": {},
         "webhook_url": webhook_url,
         "created_at": now,
@@ -155,4 +167,8 @@ INDEXES = (
     IndexSpec(REQUESTS, (("created_at", -1),), "newest_first"),
     IndexSpec(REQUESTS, (("tenant", 1), ("created_at", -1)), "tenant_newest_first"),
     IndexSpec(REQUESTS, (("tenant", 1), ("status", 1)), "tenant_by_status"),
+    IndexSpec(REQUESTS, (("completed_at", 1),), "completed_first"),
+    IndexSpec(OUTPUTS, (("refs", 1),), "outputs_by_request"),
+    IndexSpec(OUTPUTS, (("released_at", 1),), "outputs_released"),
+    IndexSpec(SOURCES, (("output_id", 1),), "sources_by_output"),
 )

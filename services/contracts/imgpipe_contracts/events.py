@@ -18,6 +18,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 
 RequestState = Literal["Pending", "Processing", "Completed", "Failed"]
+# How a processed image's output came from earlier work (None: made from these bytes now):
+# fresh: no request to the origin (the same URL earlier in the request, or within max-age);
+# not_modified: the origin answered 304; same_bytes: downloaded, but the bytes were known.
+Reuse = Literal["not_modified", "same_bytes", "fresh"]
+REUSE_KINDS: tuple[Reuse, ...] = ("not_modified", "same_bytes", "fresh")
 # A request in one of these states is done: nothing about it changes any more.
 FINAL_STATES: tuple[RequestState, ...] = ("Completed", "Failed")
 
@@ -79,6 +84,9 @@ class ImageRequested(Event, ImageRef):
     serial_number: int
     product_name: str
     url: str
+    tenant: str | None = Field(
+        default=None, description="Who uploaded it: earlier work is reused within one tenant."
+    )
 
 
 class ProductJobs(BaseModel):
@@ -102,6 +110,7 @@ class ImageBatchRequested(Event):
     routing_key: ClassVar[str] = "image.requested.batch"
 
     rows: list[ProductJobs]
+    tenant: str | None = Field(default=None, description="Who uploaded it (None: AUTH_MODE=off).")
 
     def jobs(self) -> Iterator[ImageRequested]:
         """The batch as single image jobs, in file order."""
@@ -116,6 +125,7 @@ class ImageBatchRequested(Event):
                     serial_number=row.serial_number,
                     product_name=row.product_name,
                     url=url,
+                    tenant=self.tenant,
                 )
 
     @property
@@ -136,6 +146,11 @@ class ImageProcessed(Event, ImageRef):
     source_format: str
     bytes_in: int
     bytes_out: int
+    reused: Reuse | None = Field(
+        default=None,
+        description="How the output came from earlier work: fresh (no request to the origin), "
+        "not_modified (a 304), same_bytes (downloaded, known bytes); null: made now.",
+    )
 
 
 class ImageFailed(Event, ImageRef):

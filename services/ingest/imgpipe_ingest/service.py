@@ -34,7 +34,10 @@ def status_url(public_base_url: str, request_id: str) -> str:
 
 
 def image_batches(
-    request_id: str, rows: Sequence[ProductRow], max_images: int = BATCH_IMAGES
+    request_id: str,
+    rows: Sequence[ProductRow],
+    max_images: int = BATCH_IMAGES,
+    tenant: str | None = None,
 ) -> Iterator[ImageBatchRequested]:
     """Consecutive rows, whole, in batches of up to `max_images` images (a row with more
     images is a batch of its own)."""
@@ -43,7 +46,7 @@ def image_batches(
     for index, row in enumerate(rows):
         size = sum(len(url) for url in row.urls)
         if batch and (images + len(row.urls) > max_images or chars + size > BATCH_URL_CHARS):
-            yield ImageBatchRequested(request_id=request_id, rows=batch)
+            yield ImageBatchRequested(request_id=request_id, rows=batch, tenant=tenant)
             batch, images, chars = [], 0, 0
         batch.append(
             ProductJobs(
@@ -56,7 +59,7 @@ def image_batches(
         images += len(row.urls)
         chars += size
     if batch:
-        yield ImageBatchRequested(request_id=request_id, rows=batch)
+        yield ImageBatchRequested(request_id=request_id, rows=batch, tenant=tenant)
 
 
 async def accept_upload(
@@ -85,7 +88,7 @@ async def accept_upload(
     try:
         lane = await broker.least_busy(PROCESSOR_LANES)
         await broker.publish_many(
-            image_batches(request_id, rows), routing_key=batch_routing_key(lane)
+            image_batches(request_id, rows, tenant=tenant), routing_key=batch_routing_key(lane)
         )
         await broker.publish(
             RequestAccepted(

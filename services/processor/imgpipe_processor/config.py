@@ -6,10 +6,17 @@ import os
 
 from pydantic import Field
 
-from imgpipe_runtime.settings import BrokerSettings, LinkSettings, NetworkSettings, StorageSettings
+from imgpipe_processor.caching import ReuseScope
+from imgpipe_runtime.settings import (
+    BrokerSettings,
+    LinkSettings,
+    MongoSettings,
+    NetworkSettings,
+    StorageSettings,
+)
 
 
-class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
+class Settings(LinkSettings, BrokerSettings, MongoSettings, NetworkSettings, StorageSettings):
     metrics_port: int = Field(
         default=8030, description="Port of the Prometheus /metrics endpoint (no other HTTP)."
     )
@@ -44,3 +51,19 @@ class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
         "goes at once when no other image is in progress, or with the last image of its batch).",
     )
     jpeg_quality: int = Field(default=50, ge=1, le=95)
+    reuse: bool = Field(
+        default=True,
+        description="Fetch and encode each source once: reuse earlier outputs where exact, "
+        "revalidate with conditional GETs (off: every image downloaded and encoded anew).",
+    )
+    reuse_scope: ReuseScope = Field(
+        default="tenant",
+        description="tenant: a tenant reuses only its own earlier work; global: every tenant's "
+        "(reveals to a tenant which images others process).",
+    )
+    reuse_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a processor may hold a source it fetches before another takes "
+        "over (a processor that died holding one delays that source this long).",
+    )

@@ -38,6 +38,23 @@ class DownloadFailed(ProcessorError):
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """An origin's answer: `body` on 200, None on 304 Not Modified (a conditional GET); the
+    headers that say how it may be reused, names in lower case."""
+
+    body: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def not_modified(self) -> bool:
+        return self.body is None
+
+
+# What reuse needs to know of an answer (see imgpipe_processor.caching).
+CACHE_HEADERS = ("etag", "last-modified", "cache-control", "expires", "date", "age")
+
+
+@dataclass(frozen=True)
 class FetchLimits:
     max_bytes: int
     max_redirects: int
@@ -60,13 +77,37 @@ def download_session(
 
 async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> bytes:
     """The body of `url`, at most `limits.max_bytes`; raise DownloadFailed with a reason."""
+    fetched = await fetch(session, url, limits=limits)
+    assert fetched.body is not None  # an unconditional GET is never answered 304
+    return fetched.body
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    url: str,
+    conditions: dict[str, str] | None = None,
+    *,
+    limits: FetchLimits,
+) -> Fetched:
+    """`url`'s answer: its body (at most `limits.max_bytes`), or, when `conditions`
+    (If-None-Match / If-Modified-Since) hold, a 304 without one; raise DownloadFailed."""
     try:
         # aiohttp gives up on the max_redirects-th redirect response and treats 0 as "no limit";
         # we mean "follow at most N redirects".
         follow = limits.max_redirects > 0
         async with session.get(
-            url, allow_redirects=follow, max_redirects=limits.max_redirects + 1
+            url,
+            allow_redirects=follow,
+            max_redirects=limits.max_redirects + 1,
+            headers=conditions or None,
         ) as response:
+            headers = {
+                name: value
+                for name in CACHE_HEADERS
+                if (value := response.headers.get(name)) is not None
+            }
+            if conditions and response.status == 304:
+                return Fetched(None, headers)
             if not follow and 300 <= response.status < 400:
                 raise _too_many_redirects(limits.max_redirects)
             if response.status >= 400:
@@ -88,7 +129,7 @@ async def download(session: aiohttp.ClientSession, url: str, limits: FetchLimits
                 body += chunk
                 if len(body) > limits.max_bytes:
                     raise _too_large(limits.max_bytes)
-            return bytes(body)
+            return Fetched(bytes(body), headers)
     except DownloadFailed:
         raise
     except aiohttp.TooManyRedirects:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from typing import Any
 
+from pymongo.errors import ConnectionFailure
+
 from imgpipe_contracts.events import (
     ImageBatchRequested,
     ImageFailed,
@@ -18,7 +20,8 @@ from imgpipe_processor import metrics
 from imgpipe_processor.fetch import DownloadFailed
 from imgpipe_processor.keys import InvalidRequestId, image_key
 from imgpipe_processor.outcomes import Slots
-from imgpipe_processor.transform import ImageRejected, Recompressed
+from imgpipe_processor.reuse import Made
+from imgpipe_processor.transform import ImageRejected
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import FileStore, StoreUnavailable
@@ -26,8 +29,8 @@ from imgpipe_runtime.retry import Reject, RetryLater, Unavailable
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[str], Awaitable[bytes]]
-Recompress = Callable[[bytes], Awaitable[Recompressed]]
+# The job's image, stored: made now, or reused from earlier work (imgpipe_processor.reuse).
+Make = Callable[[ImageRequested, str], Awaitable[Made]]
 Working = AbstractAsyncContextManager[object]
 HandleOne = Callable[[Delivery, Working], Awaitable[None]]
 Defer = Callable[[ImageRequested, Exception, int], Awaitable[None]]
@@ -104,8 +107,7 @@ async def handle_image_requested(
     delivery: Delivery,
     working: Working | None = None,
     *,
-    fetch: Fetch,
-    recompress: Recompress,
+    make: Make,
     files: FileStore,
     broker: Publisher,
 ) -> None:
@@ -113,7 +115,8 @@ async def handle_image_requested(
 
     Transient download failures raise, so the consumer retries the job later; on the last
     attempt they become an ImageFailed instead. Redelivery is harmless: the stored name is a
-    function of the job, so a repeat overwrites the same key with the same bytes.
+    function of the job (or of the source's bytes and the settings, for an output requests may
+    share), so a repeat overwrites the same key with the same bytes.
 
     `working` is held while the image is downloaded, recompressed and stored (a slot of the
     processor's), not while its outcome waits to be published and confirmed.
@@ -126,7 +129,7 @@ async def handle_image_requested(
     except InvalidRequestId as exc:
         raise Reject(str(exc)) from exc
     async with working or nullcontext():
-        outcome = await _outcome_of(job, key, delivery, fetch, recompress, files)
+        outcome = await _outcome_of(job, key, delivery, make, files)
     await broker.publish(outcome)
     # Counted once the event is confirmed, so the counters agree with what status records.
     if isinstance(outcome, ImageFailed):
@@ -139,54 +142,50 @@ async def handle_image_requested(
 
 
 async def _outcome_of(
-    job: ImageRequested,
-    key: str,
-    delivery: Delivery,
-    fetch: Fetch,
-    recompress: Recompress,
-    files: FileStore,
+    job: ImageRequested, key: str, delivery: Delivery, make: Make, files: FileStore
 ) -> ImageProcessed | ImageFailed:
     """Download, recompress and store the job's image; its outcome, to be published.
     (Its bytes are let go when this returns, before the outcome waits for its message.)"""
     # During a store outage the job waits before downloading: its image would have nowhere to go.
-    with _store_outage_as_unavailable():
+    with _outages_as_unavailable():
         await files.ready()
     try:
-        with metrics.DOWNLOAD_SECONDS.time():
-            data = await fetch(job.url)
-        with metrics.PROCESSING_SECONDS.time():
-            result = await recompress(data)
+        # Stored before the event is published, so a consumer of ImageProcessed finds the
+        # file; a failed write raises, and the job is retried (nothing is acked before the
+        # file exists).
+        with _outages_as_unavailable():
+            made = await make(job, key)
     except DownloadFailed as exc:
         if exc.transient and not delivery.is_last_attempt:
             raise RetryLater(f"{exc.reason}: {exc.detail}", exc.retry_after) from exc
         return _failure(job, exc.reason, exc.detail, delivery.attempt)
     except ImageRejected as exc:
         return _failure(job, exc.reason, exc.detail, delivery.attempt)
-    # Stored before the event is published, so a consumer of ImageProcessed finds the file; a
-    # failed write raises, and the job is retried (nothing is acked before the file exists).
-    with _store_outage_as_unavailable():
-        await files.write(key, result.jpeg, "image/jpeg")
-        output_url = await files.url_for(key)
+    with _outages_as_unavailable():
+        output_url = await files.url_for(made.key)
     return ImageProcessed(
         **_about(job),
-        output_key=key,
+        output_key=made.key,
         output_url=output_url,
-        width=result.width,
-        height=result.height,
-        source_format=result.source_format,
-        bytes_in=len(data),
-        bytes_out=result.bytes_out,
+        width=made.width,
+        height=made.height,
+        source_format=made.source_format,
+        bytes_in=made.bytes_in,
+        bytes_out=made.bytes_out,
+        reused=made.reused,
     )
 
 
 @contextmanager
-def _store_outage_as_unavailable() -> Iterator[None]:
-    """An unavailable store is waited for like a database outage: it uses up no attempts, so
-    it never turns into a failed image."""
+def _outages_as_unavailable() -> Iterator[None]:
+    """An unavailable store or database (the records of reuse) is waited for: it uses up no
+    attempts, so it never turns into a failed image."""
     try:
         yield
     except StoreUnavailable as exc:
         raise Unavailable(f"file store unavailable: {exc}") from exc
+    except ConnectionFailure as exc:
+        raise Unavailable(f"database unavailable: {exc}") from exc
 
 
 def _failure(job: ImageRequested, reason: str, detail: str, attempts: int) -> ImageFailed:

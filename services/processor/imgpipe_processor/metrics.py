@@ -22,3 +22,24 @@ PROCESSING_SECONDS = Histogram(
 )
 BYTES_IN = Counter("imgpipe_processor_bytes_in", "Source bytes of the images processed.")
 BYTES_OUT = Counter("imgpipe_processor_bytes_out", "JPEG bytes written for the images processed.")
+
+FULL_DOWNLOADS = Counter(
+    "imgpipe_processor_full_downloads", "Source bodies downloaded (answers with a body)."
+)
+CONDITIONAL_REQUESTS = Counter(
+    "imgpipe_processor_conditional_requests",
+    "Requests that asked the origin whether a known source changed (If-None-Match / "
+    "If-Modified-Since).",
+)
+REVALIDATIONS = Counter(
+    "imgpipe_processor_revalidations",
+    "Answers to conditional requests: not_modified (304) or modified (a new body).",
+    ["answer"],
+)
+ENCODES = Counter("imgpipe_processor_encodes", "Images decoded and encoded (not reused).")
+REUSED = Counter(
+    "imgpipe_processor_reused",
+    "Images whose output came from earlier work, by how: fresh (no request to the origin), "
+    "not_modified (a 304), same_bytes (downloaded bytes already known).",
+    ["how"],
+)

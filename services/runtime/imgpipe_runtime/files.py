@@ -12,6 +12,7 @@ S3 bucket (`imgpipe_runtime.s3`), chosen by STORAGE_BACKEND.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -63,6 +64,15 @@ class FileStore(Protocol):
         """The bytes stored under `key` (FileNotFoundError if there are none)."""
         ...
 
+    async def exists(self, key: str) -> bool:
+        """Whether a file is stored under `key` (asked before a link to it is handed out
+        again, so a file removed behind our back is made again, never a broken link)."""
+        ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Remove the files under `keys`; keys with no file are fine."""
+        ...
+
 
 def checked_key(key: str) -> PurePosixPath:
     """`key` as a relative path that stays inside the store, or InvalidKey."""
@@ -100,6 +110,24 @@ class LocalFileStore:
 
     async def read(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path_for(key).read_bytes)
+
+    async def exists(self, key: str) -> bool:
+        # One stat: cheaper than a hop to a thread.
+        return self.path_for(key).is_file()
+
+    async def delete(self, keys: list[str]) -> None:
+        paths = [self.path_for(key) for key in keys]
+        await asyncio.to_thread(_delete_files, paths, self.root)
+
+
+def _delete_files(paths: list[Path], root: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+    # A request's own folder goes with its last file; folders still in use stay.
+    for folder in {path.parent for path in paths}:
+        if folder != root:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -200,6 +200,27 @@ class S3FileStore:
                 data: bytes = await body.read()
         return data
 
+    async def exists(self, key: str) -> bool:
+        try:
+            with self._request():
+                await self._client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def delete(self, keys: list[str]) -> None:
+        names = [self.object_key(key) for key in keys]
+        # DeleteObjects takes up to 1,000 keys; a key with no object counts as deleted.
+        for start in range(0, len(names), 1000):
+            chunk = names[start : start + 1000]
+            with self._request():
+                answer = await self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": name} for name in chunk], "Quiet": True},
+                )
+            if errors := answer.get("Errors"):
+                raise StoreUnavailable(f"S3 did not delete {len(errors)} objects: {errors[0]}")
+
     async def check(self) -> None:
         """StoreMisconfigured unless the bucket exists and the credentials are accepted; an
         unreachable store is only logged, as it may be back by the time there is work."""

@@ -36,14 +36,22 @@ _FILE_KEY = re.compile(
     r"images/(?P<image>[0-9a-f]{32})/[0-9]{6}-[0-9]{2}-[A-Za-z0-9_-]{1,40}\.jpg"
     r"|outputs/output_(?P<csv>[0-9a-f]{32})\.csv"
 )
+_SHARED_KEY = re.compile(r"images/shared/[0-9a-f]{2}/(?P<output>[0-9a-f]{64})\.jpg")
 
 
 def request_id_of(key: str) -> str | None:
-    """The request a stored file belongs to, or None for a key we never write."""
+    """The request a stored file belongs to, or None for a key we never write (or a shared
+    output's, which belongs to the requests that refer to it: `output_id_of`)."""
     match = _FILE_KEY.fullmatch(key)
     if match is None:
         return None
     return match["image"] or match["csv"]
+
+
+def output_id_of(key: str) -> str | None:
+    """The output a shared image's key names, or None for any other key."""
+    match = _SHARED_KEY.fullmatch(key)
+    return match["output"] if match else None
 
 
 def neutralise(cell: str) -> str:

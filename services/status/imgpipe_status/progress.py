@@ -25,7 +25,14 @@ from imgpipe_runtime.files import FileStore
 from imgpipe_runtime.mongo import Document
 from imgpipe_status.domain import visible_state
 from imgpipe_status.repository import StatusRepository
-from imgpipe_status.schemas import FAILURES_SHOWN, FailureOut, ProgressOut, StatusOut, WebhookOut
+from imgpipe_status.schemas import (
+    FAILURES_SHOWN,
+    FailureOut,
+    ProgressOut,
+    ReusedOut,
+    StatusOut,
+    WebhookOut,
+)
 
 # Entries live for a fraction of a second, so this bounds memory, not the hit rate.
 MAX_ENTRIES = 1024
@@ -147,6 +154,8 @@ async def render(doc: Document, repository: StatusRepository, files: FileStore) 
         progress=ProgressOut.of(doc),
         bytes_in=doc.get("bytes_in", 0),
         bytes_out=doc.get("bytes_out", 0),
+        reused=ReusedOut.model_validate(doc.get("reused") or {}),
+        bytes_not_downloaded=doc.get("bytes_not_downloaded", 0),
         failures_by_reason=doc.get("failures_by_reason", {}),
         failures=[FailureOut.of(f) for f in failed],
         created_at=doc["created_at"],

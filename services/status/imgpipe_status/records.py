@@ -32,6 +32,7 @@ def outcome_document(event: Outcome, now: datetime) -> Document:
             "source_format": event.source_format,
             "bytes_in": event.bytes_in,
             "bytes_out": event.bytes_out,
+            "reused": event.reused,
         }
     else:
         doc |= {
@@ -44,12 +45,20 @@ def outcome_document(event: Outcome, now: datetime) -> Document:
 
 
 REASONS = "failures_by_reason"
+REUSED = "reused"
+# Reused without the body being downloaded: nothing came over the network but headers.
+_NOT_DOWNLOADED = ("fresh", "not_modified")
 
 
 def tally(fact: Document) -> Counter[str]:
     """What one new outcome fact adds to its request's counters."""
     if fact["outcome"] == "processed":
-        return Counter(processed=1, bytes_in=fact["bytes_in"], bytes_out=fact["bytes_out"])
+        counts = Counter(processed=1, bytes_in=fact["bytes_in"], bytes_out=fact["bytes_out"])
+        if how := fact.get("reused"):
+            counts[f"{REUSED}.{how}"] = 1
+            if how in _NOT_DOWNLOADED:
+                counts["bytes_not_downloaded"] = fact["bytes_in"]
+        return counts
     # Reasons are our own short codes ([a-z0-9_]), safe as field names.
     return Counter({"failed": 1, f"{REASONS}.{fact['reason']}": 1})
 

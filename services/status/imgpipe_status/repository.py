@@ -18,7 +18,14 @@ from imgpipe_contracts.events import (
     ImageBatchRequested,
 )
 from imgpipe_runtime.mongo import Document
-from imgpipe_status.records import REASONS, Outcome, outcome_document, row_batch_document, tally
+from imgpipe_status.records import (
+    REASONS,
+    REUSED,
+    Outcome,
+    outcome_document,
+    row_batch_document,
+    tally,
+)
 
 WEBHOOK_FINAL_STATES = ("delivered", "failed")
 
@@ -55,6 +62,16 @@ class StatusRepository:
             query["tenant"] = owner
         doc: Document | None = await self._db[documents.REQUESTS].find_one(query)
         return doc
+
+    async def output_owned_by(self, output_id: str, tenant: str | None) -> bool:
+        """Whether a request of `tenant`'s refers to the shared output."""
+        output = await self._db[documents.OUTPUTS].find_one({"_id": output_id}, {"refs": 1})
+        if output is None or not output.get("refs"):
+            return False
+        query: Document = {"_id": {"$in": output["refs"]}}
+        if tenant is not None:
+            query["tenant"] = tenant
+        return await self._db[documents.REQUESTS].find_one(query, {"_id": 1}) is not None
 
     async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
         """Insert one fact per image and count only the new ones; return touched requests.
@@ -139,7 +156,8 @@ class StatusRepository:
         if facts is None:
             facts = await self.outcomes(request_id)
         counts: Counter[str] = sum(map(tally, facts), Counter())
-        reasons = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(REASONS)}
+        reasons = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(f"{REASONS}.")}
+        reused = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(f"{REUSED}.")}
         doc = await self._db[documents.REQUESTS].find_one_and_update(
             {"_id": request_id},
             {
@@ -148,7 +166,9 @@ class StatusRepository:
                     "failed": counts["failed"],
                     "bytes_in": counts["bytes_in"],
                     "bytes_out": counts["bytes_out"],
+                    "bytes_not_downloaded": counts["bytes_not_downloaded"],
                     REASONS: reasons,
+                    REUSED: reused,
                     "updated_at": now,
                 }
             },
@@ -189,7 +209,7 @@ class StatusRepository:
     async def outcomes(self, request_id: str) -> list[Document]:
         """Every outcome fact of a request: what its counters and its products' outputs are
         made of."""
-        fields = ("row_index", "position", "outcome", "output_url", "reason", "detail")
+        fields = ("row_index", "position", "outcome", "output_url", "reason", "detail", "reused")
         counted = ("bytes_in", "bytes_out")
         cursor = self._db[documents.IMAGES].find(
             {"request_id": request_id}, dict.fromkeys(fields + counted, 1)

@@ -58,6 +58,8 @@ _COMPLETED_EXAMPLE: JsonDict = {
     "progress": _PROGRESS_EXAMPLE,
     "bytes_in": 608192,
     "bytes_out": 181533,
+    "reused": {"not_modified": 3, "same_bytes": 0, "fresh": 1},
+    "bytes_not_downloaded": 486553,
     "failures_by_reason": {"http_404": 1},
     "failures": [_FAILURE_EXAMPLE],
     "created_at": "2026-11-30T00:46:12.700000Z",
@@ -82,6 +84,22 @@ class ProgressOut(BaseModel):
     def of(cls, doc: Mapping[str, Any]) -> ProgressOut:
         """The counters of a `requests` document."""
         return cls(total=doc["total"], processed=doc["processed"], failed=doc["failed"])
+
+
+class ReusedOut(BaseModel):
+    """Processed images whose output came from earlier work, by how."""
+
+    not_modified: int = Field(
+        default=0, description="Revalidated with a conditional GET: the origin answered 304."
+    )
+    same_bytes: int = Field(
+        default=0, description="Downloaded, but the bytes had been encoded before."
+    )
+    fresh: int = Field(
+        default=0,
+        description="No request to the origin: the same URL earlier in this request, or "
+        "within the max-age the origin gave.",
+    )
 
 
 class PlacedImage(BaseModel):
@@ -138,8 +156,14 @@ class StatusOut(BaseModel):
     output_csv_path: str | None
     output_csv_url: str | None
     progress: ProgressOut
-    bytes_in: int = Field(description="Bytes downloaded for the processed images")
+    bytes_in: int = Field(description="Source bytes of the processed images")
     bytes_out: int = Field(description="Bytes of the recompressed images")
+    reused: ReusedOut = Field(
+        default_factory=ReusedOut, description="Processed images made from earlier work"
+    )
+    bytes_not_downloaded: int = Field(
+        default=0, description="Source bytes not downloaded, thanks to reuse (fresh, not_modified)"
+    )
     failures_by_reason: dict[str, int]
     failures: list[FailureOut] = Field(description=f"The first {FAILURES_SHOWN} failed images")
     created_at: datetime

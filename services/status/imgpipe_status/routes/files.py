@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from imgpipe_runtime.files import LocalFileStore
 from imgpipe_runtime.web import BearerKey, caller_tenant, unauthorized
 from imgpipe_status.deps import FilesDep, RepositoryDep
-from imgpipe_status.domain import request_id_of
+from imgpipe_status.domain import output_id_of, request_id_of
 from imgpipe_status.schemas import UNAUTHORIZED, ErrorOut
 
 router = APIRouter()
@@ -50,7 +50,7 @@ async def stored_file(
 ) -> FileResponse | RedirectResponse:
     if request.app.state.settings.auth_required:
         await _check_access(key, request, repository, credentials, token)
-    if request_id_of(key) is None:
+    if request_id_of(key) is None and output_id_of(key) is None:
         raise HTTPException(404, _NO_SUCH_FILE)
     if not isinstance(files, LocalFileStore):
         return RedirectResponse(await files.url_for(key), status_code=307)
@@ -67,13 +67,14 @@ async def _check_access(
     credentials: BearerKey,
     token: str | None,
 ) -> None:
-    """A valid token for this key, or the API key of the request's owner; else 401 or 404."""
+    """A valid token for this key, or the API key of the request's owner (of one of the
+    requests that share the output); else 401 or 404."""
     if token is None and credentials is None:
         raise unauthorized(
             "this link needs its token, or your API key as 'Authorization: Bearer <key>'"
         )
-    request_id = request_id_of(key)
-    if request_id is None:
+    request_id, output_id = request_id_of(key), output_id_of(key)
+    if request_id is None and output_id is None:
         raise HTTPException(404, _NO_SUCH_FILE)
     signer = request.app.state.adapters.signer
     if token is not None and signer is not None and signer.is_valid(key, token):
@@ -84,5 +85,9 @@ async def _check_access(
             "GET /status/{request_id}, or send your API key as 'Authorization: Bearer <key>'"
         )
     tenant = await caller_tenant(request, credentials)
-    if await repository.get_request(request_id, tenant) is None:
+    if request_id is not None:
+        owned = await repository.get_request(request_id, tenant) is not None
+    else:
+        owned = await repository.output_owned_by(output_id or "", tenant)
+    if not owned:
         raise HTTPException(404, _NO_SUCH_FILE)
