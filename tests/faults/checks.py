@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,9 @@ from imgpipe_contracts import documents
 from imgpipe_contracts.topology import ALL_QUEUES, NOTIFIER_REQUEST_COMPLETED
 from imgpipe_runtime.deadletters import dead_letter_counts
 from tests.faults.conftest import WEBHOOK_SECRET, Origin, Receiver, System
+
+# A shared output's name: the hash of its source's bytes and the settings.
+OUTPUT_NAME = re.compile(r"[0-9a-f]{64}\.jpg")
 
 
 def images_csv(origin: Origin, rows: int, per_row: int) -> str:
@@ -139,11 +143,15 @@ async def assert_exact_result(
     for row, cells in enumerate(table[1:]):
         assert cells[0] == str(row + 1)
         outputs = cells[3].split(",")
-        names = [f"{row + 1:06d}-{p + 1:02d}-{row * per_row + p}.jpg" for p in range(per_row)]
-        assert [urlsplit(u).path.rsplit("/", 1)[1] for u in outputs] == names
+        assert len(outputs) == per_row
+        names = [urlsplit(u).path.rsplit("/", 1)[1] for u in outputs]
+        assert all(OUTPUT_NAME.fullmatch(name) for name in names), names
         expected_names.update(names)
         assert cells[4] == ""
-    assert await system.stored_images(request_id) == expected_names
+    # Every image is a source of its own (see Origin): one stored output each, no other.
+    assert len(expected_names) == total
+    assert await system.stored_images("shared") == expected_names
+    assert await system.stored_images(request_id) == set()
 
     await wait_for_webhook(http, system, request_id)
     await nothing_left_to_send(system, request_id)

@@ -45,8 +45,10 @@ def small_photos() -> list[bytes]:
 
 @dataclass
 class Origin:
-    """`/img/<n>.jpg` serves photo n % 4 (slowly, `delay` s); `/flaky/<x>.jpg` answers 503
-    twice then the photo; `/down/<x>.jpg` always answers 503. Counts every request."""
+    """`/img/<n>.jpg` serves photo n % 4 (slowly, `delay` s) with bytes of its own after the
+    image's end, so every URL is a source of its own to fetch and encode; `/flaky/<x>.jpg`
+    answers 503 twice then the photo; `/down/<x>.jpg` always answers 503. Counts every
+    request."""
 
     base_url: str
     delay: float = 0.0
@@ -67,7 +69,9 @@ async def origin() -> AsyncIterator[Origin]:
         if kind == "down" or (kind == "flaky" and served.hits[request.path] <= 2):
             return web.Response(status=503, text="busy")
         number = int(name) if name.isdigit() else 0
-        return web.Response(body=photos[number % len(photos)], content_type="image/jpeg")
+        # Decoders stop at the JPEG's end marker; the hash of the bytes sees the rest.
+        body = photos[number % len(photos)] + request.path.encode()
+        return web.Response(body=body, content_type="image/jpeg")
 
     app = web.Application()
     app.router.add_get("/{kind}/{name}.jpg", image)
@@ -132,8 +136,8 @@ class S3Backend:
     def env(self) -> dict[str, str]:
         return s3_env(self.proxy.url, self.bucket)
 
-    async def stored_images(self, request_id: str) -> set[str]:
-        prefix = f"images/{request_id}/"
+    async def stored_images(self, folder: str) -> set[str]:
+        prefix = f"images/{folder}/"
         return {
             k.rsplit("/", 1)[1] for k in await keys_in(self.proxy.upstream, self.bucket, prefix)
         }
@@ -150,11 +154,12 @@ class System:
     rabbit: PrivateRabbit | None = None
     s3: S3Backend | None = None
 
-    async def stored_images(self, request_id: str) -> set[str]:
-        """The names of the request's processed images in the file store."""
+    async def stored_images(self, folder: str) -> set[str]:
+        """The names of the processed images under `images/<folder>/` in the file store (a
+        request's own, or `shared`, the outputs requests may share)."""
         if self.s3 is not None:
-            return await self.s3.stored_images(request_id)
-        return {p.name for p in (self.data_dir / "images" / request_id).glob("*.jpg")}
+            return await self.s3.stored_images(folder)
+        return {p.name for p in (self.data_dir / "images" / folder).rglob("*.jpg")}
 
     def restart(self, name: str) -> None:
         self.stack.kill(name)

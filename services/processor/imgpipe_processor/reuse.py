@@ -157,14 +157,15 @@ class Reuser:
         while True:
             now = datetime.now(UTC)
             known = await self._store.source(source)
+            earlier = self._earlier_output(scope, known)
             if (
                 known is not None
-                and known.get("output_id")
+                and earlier is not None
                 and may_skip_asking(
                     known.get("fresh_until"), known.get("validated_for"), job.request_id, now
                 )
             ):
-                made = await self._reuse(known["output_id"], job, "fresh")
+                made = await self._reuse(earlier, job, "fresh")
                 if made is not None:
                     return made
             about = {"scope": scope, "url": job.url}
@@ -189,7 +190,7 @@ class Reuser:
         lease: Lease,
         own_key: str,
     ) -> Made:
-        earlier = known.get("output_id") if known else None
+        earlier = self._earlier_output(scope, known)
         stored: dict[str, str] = (known or {}).get("headers") or {}
         conditions = (
             conditional_headers(stored.get("etag"), stored.get("last-modified")) if earlier else {}
@@ -204,7 +205,8 @@ class Reuser:
             if made is not None:
                 await self._store.release(lease, _validated(job, headers, now))
                 return made
-            # The output is gone: a 304 cannot rebuild it, so fetch the bytes again.
+            # No such output (gone from the store, or never made with today's settings): a 304
+            # cannot rebuild it, so fetch the bytes again.
             fetched = await self._get(job.url, {})
         elif conditions:
             metrics.REVALIDATIONS.labels("modified").inc()
@@ -239,6 +241,13 @@ class Reuser:
         }
         await self._store.release(lease, changes)
         return made
+
+    def _earlier_output(self, scope: str, known: Document | None) -> str | None:
+        """The output the source's last bytes make under today's settings (it may not exist:
+        with other settings, it was never made)."""
+        if known is None or not known.get("sha256"):
+            return None
+        return output_id(scope, known["sha256"], self._fingerprint)
 
     async def _get(self, url: str, conditions: dict[str, str]) -> Fetched:
         with metrics.DOWNLOAD_SECONDS.time():
