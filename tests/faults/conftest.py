@@ -209,6 +209,7 @@ async def _system(
                     "OUTBOX_GRACE": "2",
                     "OUTBOX_INTERVAL": "0.5",
                     "MONGODB_TIMEOUT_MS": "2000",
+                    "REUSE_LEASE": "3",
                 }
                 | (s3.env() if s3 else {})
             )

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
+from pymongo import AsyncMongoClient
 
+from imgpipe_contracts import documents
+from tests.e2e.conftest import eventually
 from tests.faults.checks import assert_exact_result, images_csv, upload, wait_for
 from tests.faults.conftest import Origin, Receiver, System
 
@@ -22,6 +26,32 @@ async def test_a_processor_killed_halfway_loses_and_repeats_nothing(
     await wait_for(http, system, request_id, outcomes=HALF)
     system.restart("processor")
     await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
+
+
+async def test_a_processor_killed_while_fetching_new_sources_leaves_them_to_the_next_one(
+    system: System, origin: Origin, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    rows, per_row = 50, 2
+    origin.delay = 1.0  # every source is held (leased) for a second while it downloads
+    request_id = await upload(
+        http, system, images_csv(origin, rows, per_row), f"{receiver.base_url}/ok"
+    )
+
+    async def downloading() -> bool:
+        return sum(origin.hits.values()) >= 8
+
+    await eventually(downloading, within=30, interval=0.05)
+    system.stack.kill("processor")
+    origin.delay = 0.0
+    async with AsyncMongoClient[dict[str, Any]](system.database.url) as client:
+        sources = client[system.ns.database][documents.SOURCES]
+        held_by_the_dead = await sources.count_documents({"lease": {"$ne": None}})
+        system.stack.start_one("processor")
+        await assert_exact_result(http, system, receiver, request_id, rows, per_row)
+        leased = await sources.count_documents({"lease": {"$ne": None}})
+        outputs = await client[system.ns.database][documents.OUTPUTS].count_documents({})
+    assert held_by_the_dead > 0
+    assert (leased, outputs) == (0, rows * per_row)
 
 
 async def test_a_status_service_killed_halfway_completes_and_calls_back_once(
