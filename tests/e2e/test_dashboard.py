@@ -73,6 +73,13 @@ async def test_a_csv_uploaded_in_the_dashboard_is_followed_live_to_its_results(
     await expect(page.locator("#progress-text")).to_have_text("4 / 4")
     await expect(page.locator("#progress-bar")).to_have_attribute("aria-valuenow", "4")
     await expect(page.locator("#failed-count")).to_have_text("1")
+    request_id = page.url.rsplit("/", 1)[1]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{running_stack.status_url}/status/{request_id}") as response,
+    ):
+        reused = (await response.json())["reused"]
+    await expect(page.locator("#reused-count")).to_have_text(str(sum(reused.values())))
     await expect(page.locator(".failure-reason")).to_have_text(["http_404"])
     await expect(page.locator("#failures")).to_contain_text(HOSTILE)
     await expect(page.locator("#samples figure")).to_have_count(6)

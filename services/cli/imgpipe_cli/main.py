@@ -109,6 +109,13 @@ def summary(status: dict[str, Any]) -> str:
             f"  {status['bytes_in'] / 1e6:.1f} MB in, {status['bytes_out'] / 1e6:.1f} "
             f"MB out ({saved:.0%} saved)"
         )
+    reused = {how: n for how, n in (status.get("reused") or {}).items() if n}
+    if reused:
+        hows = ", ".join(f"{n} {how.replace('_', ' ')}" for how, n in reused.items())
+        not_downloaded = status.get("bytes_not_downloaded", 0) / 1e6
+        lines.append(
+            f"  reused {sum(reused.values())} ({hows}); {not_downloaded:.1f} MB not downloaded"
+        )
     for reason, count in sorted(status.get("failures_by_reason", {}).items()):
         lines.append(f"  failed: {reason} x{count}")
     if status.get("output_csv_url"):

@@ -163,6 +163,15 @@ function showHome() {
   stop = () => clearInterval(timer);
 }
 
+// Images made from earlier work: not_modified (a 304), same_bytes, fresh (no request at all).
+function reusedCount(reused) {
+  return Object.values(reused || {}).reduce((a, b) => a + b, 0);
+}
+
+function reusedTitle(reused) {
+  return Object.entries(reused || {}).map(([how, n]) => `${how.replace("_", " ")}: ${n}`).join(", ");
+}
+
 function showRequest(id) {
   const summary = el("section", { id: "request" }, el("p", { text: "Loading…" }));
   const failures = el("section", { id: "failures", hidden: "" });
@@ -180,7 +189,10 @@ function showRequest(id) {
         el("div", {}, el("b", { id: "progress-text", text: `${done} / ${p.total}` }), "images done"),
         el("div", {}, el("b", { text: String(p.processed) }), "processed"),
         el("div", {}, el("b", { id: "failed-count", text: String(p.failed) }), "failed"),
-        el("div", {}, el("b", { text: `${kb(s.bytes_in)} → ${kb(s.bytes_out)}` }), `size${saved}`)),
+        el("div", {}, el("b", { text: `${kb(s.bytes_in)} → ${kb(s.bytes_out)}` }), `size${saved}`),
+        el("div", { title: reusedTitle(s.reused) },
+          el("b", { id: "reused-count", text: String(reusedCount(s.reused)) }),
+          `reused, ${kb(s.bytes_not_downloaded || 0)} not downloaded`)),
       progressBar(p));
     if (s.output_csv_url) {
       summary.append(el("p", {}, el("a", { id: "output-csv", href: s.output_csv_url, text: "Download the output CSV" })));
