@@ -74,6 +74,25 @@ async def system_runs(
             pipeline.batch(session, system, urls, config.pollers, config.poll_interval),
         )
         _show_batch(run)
+
+        say("2r. the same request again: every source unchanged, revalidated by its ETag")
+        run = await attempt(
+            results,
+            "pipeline_repeat",
+            counted(session, system, origin, pipeline.batch(session, system, urls, 1, 0.25)),
+        )
+        _show_batch(run)
+        distinct = max(1, config.images // 10)
+        say(f"2d. {config.images} rows over {distinct} distinct URLs")
+        urls = [
+            urls_for(origin, items, distinct, "run2d")[n % distinct] for n in range(config.images)
+        ]
+        run = await attempt(
+            results,
+            "pipeline_duplicates",
+            counted(session, system, origin, pipeline.batch(session, system, urls, 1, 0.25)),
+        )
+        _show_batch(run)
         _clear_images(system)
 
         say(f"4. pipeline: {config.latency_images} images, {config.latency_ms:g} ms latency")
@@ -105,6 +124,24 @@ async def system_runs(
         say("stopping the system, deleting its queues, database and files")
 
 
+async def counted(
+    session: aiohttp.ClientSession,
+    system: System,
+    origin: Origin,
+    work: Awaitable[dict[str, Any]],
+) -> dict[str, Any]:
+    """`work`'s result with what it cost the origin (bodies sent, 304s) and the encoder."""
+    encodes = "imgpipe_processor_encodes_total"
+    before, encoded = origin.counts(), await pipeline.processor_counter(session, system, encodes)
+    result = await work
+    after = origin.counts()
+    return result | {
+        "full_downloads": after["served"] - before["served"],
+        "not_modified": after["not_modified"] - before["not_modified"],
+        "encodes": int(await pipeline.processor_counter(session, system, encodes) - encoded),
+    }
+
+
 def _show_batch(run: dict[str, Any] | None) -> None:
     if run:
         say(
@@ -112,6 +149,11 @@ def _show_batch(run: dict[str, Any] | None) -> None:
             f"({run['processed']} processed, {run['failed']} failed)"
         )
         print(report.cpu_table(run["cpu"], run["images"]), flush=True)
+        if "encodes" in run:
+            say(
+                f"   {run['full_downloads']} downloads, {run['not_modified']} not modified, "
+                f"{run['encodes']} encodes; reused {run['reused']}"
+            )
 
 
 def _clear_images(system: System) -> None:

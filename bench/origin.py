@@ -1,7 +1,11 @@
 """The image origin: a separate process serving the corpus over HTTP (aiohttp.web).
 
-`GET /img/<name>` (any query string) answers the file, after the configured latency;
-`POST /_control?latency_ms=N` changes the latency; `GET /_control` reports it and the count.
+`GET /img/<name>?r=<tag>` answers the photo after the configured latency, with the tag after
+the image's end marker: decoders stop there, so every tag is a source of its own bytes (reuse
+cannot pass one URL's work to another) at the same decoding cost. Every answer has an ETag
+and a Last-Modified, and a matching `If-None-Match` gets 304 Not Modified, as from a real
+shop's server. `POST /_control?latency_ms=N` changes the latency; `GET /_control` reports it
+and the counts (`served`: answers with a body, `not_modified`: 304s).
 It runs in its own process so that serving images never competes with the bench's own
 timing loops for one interpreter's GIL.
 """
@@ -14,6 +18,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+import zlib
 from pathlib import Path
 
 from aiohttp import web
@@ -25,9 +30,13 @@ from imgpipe_dev.infra import free_port, port_open, terminate, wait_until
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+LAST_MODIFIED = "Thu, 01 Jan 2026 00:00:00 GMT"
+
+
 def make_app(root: Path) -> web.Application:
     names = {p.name for p in root.glob("*.jpg")}
-    state = {"latency": 0.0, "served": 0}
+    photos: dict[str, bytes] = {}
+    state = {"latency": 0.0, "served": 0, "not_modified": 0}
 
     async def image(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -35,8 +44,16 @@ def make_app(root: Path) -> web.Application:
             raise web.HTTPNotFound()
         if state["latency"]:
             await asyncio.sleep(state["latency"])
+        tag = request.query.get("r", "")
+        etag = f'"{name}-{zlib.crc32(tag.encode()):08x}"'
+        headers = {"Content-Type": "image/jpeg", "ETag": etag, "Last-Modified": LAST_MODIFIED}
+        if request.headers.get("If-None-Match") == etag:
+            state["not_modified"] += 1
+            return web.Response(status=304, headers=headers)
+        if name not in photos:
+            photos[name] = (root / name).read_bytes()
         state["served"] += 1
-        return web.FileResponse(root / name, headers={"Content-Type": "image/jpeg"})
+        return web.Response(body=photos[name] + tag.encode(), headers=headers)
 
     async def control(request: web.Request) -> web.Response:
         if request.method == "POST":
@@ -72,6 +89,12 @@ class Origin:
 
     def url(self, name: str, tag: str) -> str:
         return f"{self.base_url}/img/{name}?r={tag}"
+
+    def counts(self) -> dict[str, int]:
+        """Answers so far: `served` (with a body) and `not_modified` (304)."""
+        with HTTP.open(f"{self.base_url}/_control", timeout=5) as response:
+            state = json.load(response)
+        return {"served": int(state["served"]), "not_modified": int(state["not_modified"])}
 
     def set_latency(self, ms: float) -> None:
         request = urllib.request.Request(f"{self.base_url}/_control?latency_ms={ms}", method="POST")

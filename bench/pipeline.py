@@ -124,7 +124,20 @@ async def batch(
         "cpu": cpu,
         "cpu_ms_per_image": {k: round(1000 * v["cpu_seconds"] / n, 2) for k, v in cpu.items()},
         "request_id": accepted["request_id"],
+        "reused": final.get("reused", {}),
+        "bytes_not_downloaded": final.get("bytes_not_downloaded", 0),
     }
+
+
+async def processor_counter(session: aiohttp.ClientSession, system: System, name: str) -> float:
+    """One counter of the processor's /metrics (0 if it has no sample yet)."""
+    url = f"http://127.0.0.1:{system.env['METRICS_PORT']}/metrics"
+    async with session.get(url) as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return 0.0
 
 
 async def one_image(

@@ -35,6 +35,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     codec, naive, naive_lat = r.get("codec"), r.get("naive"), r.get("naive_latency")
     pipe, pipe_lat, pipe_s3 = r.get("pipeline"), r.get("pipeline_latency"), r.get("pipeline_s3")
     ingest, one = r.get("ingest"), r.get("one_image")
+    repeat, dupes = r.get("pipeline_repeat"), r.get("pipeline_duplicates")
     ms = r["config"]["latency_ms"]
 
     def get(d: dict[str, Any] | None, key: str) -> float | None:
@@ -44,6 +45,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     pipe_rate, lat_rate = get(pipe, "images_per_s"), get(pipe_lat, "images_per_s")
     s3_rate = get(pipe_s3, "images_per_s")
     naive_lat_rate = get(naive_lat, "images_per_s")
+    repeat_rate, dupes_rate = get(repeat, "images_per_s"), get(dupes, "images_per_s")
     out = [
         Row(f"1. codec limit ({get(codec, 'workers')} procs, no I/O)", codec_rate, "img/s"),
         Row("1. codec limit", get(codec, "megapixels_per_s"), "MP/s"),
@@ -52,6 +54,15 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("2. pipeline / codec limit", _ratio(pipe_rate, codec_rate), "x", ">= 0.75"),
         Row("2. batch upload -> 202", get(pipe, "upload_s"), "s"),
         Row("2. last outcome -> Completed seen", get(pipe, "completion_tail_s"), "s"),
+        Row("2r. the same request again (ETags)", repeat_rate, "img/s"),
+        Row("2r. repeat / first run", _ratio(repeat_rate, pipe_rate), "x", ">= 10"),
+        Row("2r. repeat / codec limit", _ratio(repeat_rate, codec_rate), "x", ">= 5"),
+        Row("2r. repeat: bodies downloaded", get(repeat, "full_downloads"), "", "0"),
+        Row("2r. repeat: encodes", get(repeat, "encodes"), "", "0"),
+        Row("2d. rows over 1/10 as many URLs", dupes_rate, "img/s"),
+        Row("2d. duplicates / codec limit", _ratio(dupes_rate, codec_rate), "x", ">= 5"),
+        Row("2d. duplicates: downloads", get(dupes, "full_downloads"), "", "= distinct"),
+        Row("2d. duplicates: encodes", get(dupes, "encodes"), "", "= distinct"),
         Row("2s. pipeline, s3 backend (local moto)", s3_rate, "img/s"),
         Row("2s. pipeline s3 / local disk", _ratio(s3_rate, pipe_rate), "x"),
         Row("2s. GET /status p99, s3 backend", get(pipe_s3, "status_p99_ms"), "ms"),
@@ -68,8 +79,16 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("6. GET /status p99, 1 poller (run 4)", get(pipe_lat, "status_p99_ms"), "ms"),
         Row("7. one image, 202 -> webhook p50", get(one, "p50_ms"), "ms", "< 150"),
     ]
+    distinct = max(1, r["config"]["images"] // 10)
     checks = {
         "2. pipeline / codec limit": lambda v: v >= 0.75,
+        "2r. repeat / first run": lambda v: v >= 10,
+        "2r. repeat / codec limit": lambda v: v >= 5,
+        "2r. repeat: bodies downloaded": lambda v: v == 0,
+        "2r. repeat: encodes": lambda v: v == 0,
+        "2d. duplicates / codec limit": lambda v: v >= 5,
+        "2d. duplicates: downloads": lambda v: v == distinct,
+        "2d. duplicates: encodes": lambda v: v == distinct,
         f"4. pipeline {ms:g} ms / codec limit": lambda v: v >= 0.70,
         f"4. pipeline / naive, both {ms:g} ms": lambda v: v >= 10,
         "5. ingest accepted+published": lambda v: v >= 20_000,

@@ -43,7 +43,10 @@ class System:
 
 def _env(rabbitmq_url: str, mongodb_url: str, root: Path) -> dict[str, str]:
     token = uuid.uuid4().hex[:10]
-    ports = {name: str(free_port()) for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT")}
+    ports = {
+        name: str(free_port())
+        for name in ("INGEST_PORT", "STATUS_PORT", "NOTIFIER_PORT", "METRICS_PORT")
+    }
     return (
         dict(os.environ)
         | ports

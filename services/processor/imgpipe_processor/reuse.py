@@ -158,16 +158,17 @@ class Reuser:
             now = datetime.now(UTC)
             known = await self._store.source(source)
             earlier = self._earlier_output(scope, known)
-            if (
-                known is not None
-                and earlier is not None
-                and may_skip_asking(
+            if known is not None and earlier is not None:
+                if may_skip_asking(
                     known.get("fresh_until"), known.get("validated_for"), job.request_id, now
-                )
-            ):
-                made = await self._reuse(earlier, job, "fresh")
-                if made is not None:
-                    return made
+                ):
+                    made = await self._reuse(earlier, job, "fresh")
+                    if made is not None:
+                        return made
+                # A known source is asked about without a lease: two processors asking at
+                # once cost a conditional GET each, and a lease two writes per image.
+                lease = None
+                break
             about = {"scope": scope, "url": job.url}
             lease = await self._store.take_lease(source, known, now, now + self._lease, about)
             if lease is not None:
@@ -176,18 +177,20 @@ class Reuser:
             await asyncio.sleep(poll)
             poll = min(poll * 1.5, 1.0)
         try:
-            return await self._fetch_and_make(job, scope, known, lease, own_key)
+            return await self._fetch_and_make(job, scope, source, known, lease, own_key)
         except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._store.release(lease))
+            if lease is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._store.release(lease))
             raise
 
     async def _fetch_and_make(
         self,
         job: ImageRequested,
         scope: str,
+        source: str,
         known: Document | None,
-        lease: Lease,
+        lease: Lease | None,
         own_key: str,
     ) -> Made:
         earlier = self._earlier_output(scope, known)
@@ -203,7 +206,10 @@ class Reuser:
             # An origin's 304 updates what was stored of its answer (RFC 9111 §4.3.4).
             headers = stored | fetched.headers
             if made is not None:
-                await self._store.release(lease, _validated(job, headers, now))
+                changes = _validated(job, headers, now)
+                # Nothing learnt (the same headers, no lifetime): no write.
+                if lease is not None or headers != stored or changes["fresh_until"]:
+                    await self._store.record(source, lease, changes)
                 return made
             # No such output (gone from the store, or never made with today's settings): a 304
             # cannot rebuild it, so fetch the bytes again.
@@ -214,7 +220,7 @@ class Reuser:
         assert body is not None
         if not freshness(fetched.headers, now).storable:
             # no-store / private: nothing of this answer is kept or shared.
-            await self._store.forget_source(lease.source, lease)
+            await self._store.forget_source(source)
             return await self._make(body, own_key, shared=False)
         digest = hashlib.sha256(body).hexdigest()
         output = output_id(scope, digest, self._fingerprint)
@@ -239,7 +245,7 @@ class Reuser:
             "output_id": output,
             "bytes": len(body),
         }
-        await self._store.release(lease, changes)
+        await self._store.record(source, lease, changes)
         return made
 
     def _earlier_output(self, scope: str, known: Document | None) -> str | None:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from imgpipe_contracts import documents
+from imgpipe_processor.batching import BatchedReader, BatchedWriter
 from imgpipe_runtime.mongo import Document
 
 READY = "ready"
@@ -31,13 +32,20 @@ class Lease:
 
 
 class SourceStore:
+    """Reads and writes gathered into bulk round trips (imgpipe_processor.batching), except
+    the rare conditional ones whose single result matters."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._sources = db[documents.SOURCES]
         self._outputs = db[documents.OUTPUTS]
+        self._read_sources = BatchedReader(self._sources)
+        # An output's refs can be long (a placeholder shared by thousands of requests).
+        self._read_outputs = BatchedReader(self._outputs, projection={"refs": 0})
+        self._write_sources = BatchedWriter(self._sources)
+        self._write_outputs = BatchedWriter(self._outputs)
 
     async def source(self, source: str) -> Document | None:
-        doc: Document | None = await self._sources.find_one({"_id": source})
-        return doc
+        return await self._read_sources.get(source)
 
     async def take_lease(
         self, source: str, known: Document | None, now: datetime, until: datetime, about: Document
@@ -46,10 +54,9 @@ class SourceStore:
         A holder that died loses it when its time is up."""
         token = uuid.uuid4().hex
         if known is None:
+            new = {"_id": source, **about, "lease": token, "lease_until": until}
             try:
-                await self._sources.insert_one(
-                    {"_id": source, **about, "lease": token, "lease_until": until}
-                )
+                await self._write_sources.write(InsertOne(new))
             except DuplicateKeyError:
                 return None
             return Lease(source, token)
@@ -62,30 +69,42 @@ class SourceStore:
         )
         return Lease(source, token) if result.modified_count == 1 else None
 
-    async def release(self, lease: Lease, changes: Document | None = None) -> None:
-        """Give the lease back, recording what the fetch learnt (`changes`), if anything. A
+    async def record(self, source: str, lease: Lease | None, changes: Document) -> None:
+        """Record what a fetch learnt of `source`, giving its lease back if it had one. A
         holder whose lease was taken over records nothing: the new holder's word counts."""
-        update: Document = {"$set": {"lease": None, "lease_until": None}}
-        if changes:
-            update["$set"] |= changes
-        await self._sources.update_one({"_id": lease.source, "lease": lease.token}, update)
+        if lease is None:
+            await self._write_sources.write(UpdateOne({"_id": source}, {"$set": changes}))
+            return
+        await self.release(lease, changes)
 
-    async def forget_source(self, source: str, lease: Lease) -> None:
+    async def release(self, lease: Lease, changes: Document | None = None) -> None:
+        """Give the lease back, with `changes` to the source's record."""
+        update = {"lease": None, "lease_until": None} | (changes or {})
+        await self._write_sources.write(
+            UpdateOne({"_id": lease.source, "lease": lease.token}, {"$set": update})
+        )
+
+    async def forget_source(self, source: str) -> None:
         """The origin no longer allows reuse (no-store, private): keep nothing of it."""
-        await self._sources.delete_one({"_id": source, "lease": lease.token})
+        await self._sources.delete_one({"_id": source})
 
     async def use_output(self, output: str, request_id: str, now: datetime) -> Document | None:
         """The ready output `output`, now referred to by `request_id`; None if there is none
         (never made, or being removed)."""
-        doc: Document | None = await self._outputs.find_one_and_update(
-            {"_id": output, "state": READY},
-            {
-                "$addToSet": {"refs": request_id},
-                "$set": {"last_used_at": now, "released_at": None},
-            },
-            return_document=ReturnDocument.AFTER,
+        doc = await self._read_outputs.get(output)
+        if doc is None or doc.get("state") != READY:
+            return None
+        referred = await self._write_outputs.write(
+            UpdateOne(
+                {"_id": output, "state": READY},
+                {
+                    "$addToSet": {"refs": request_id},
+                    "$set": {"last_used_at": now, "released_at": None},
+                },
+            ),
+            matched={"_id": output, "state": READY, "refs": request_id},
         )
-        return doc
+        return doc if referred else None
 
     async def add_output(
         self, output: str, about: Document, request_id: str, now: datetime
@@ -93,14 +112,16 @@ class SourceStore:
         """Record a stored output (after its file is written) as referred to by `request_id`.
         Raises OutputBeingRemoved if the collector is removing an earlier copy right now."""
         try:
-            await self._outputs.update_one(
-                {"_id": output, "state": {"$ne": DELETING}},
-                {
-                    "$setOnInsert": {**about, "state": READY, "created_at": now},
-                    "$addToSet": {"refs": request_id},
-                    "$set": {"last_used_at": now, "released_at": None},
-                },
-                upsert=True,
+            await self._write_outputs.write(
+                UpdateOne(
+                    {"_id": output, "state": {"$ne": DELETING}},
+                    {
+                        "$setOnInsert": {**about, "state": READY, "created_at": now},
+                        "$addToSet": {"refs": request_id},
+                        "$set": {"last_used_at": now, "released_at": None},
+                    },
+                    upsert=True,
+                )
             )
         except DuplicateKeyError as exc:
             raise OutputBeingRemoved(f"output {output} is being removed") from exc
