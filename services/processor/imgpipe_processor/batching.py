@@ -49,7 +49,7 @@ class BatchedReader:
     def __init__(
         self,
         collection: AsyncCollection[Document],
-        window: float = 0.002,
+        window: float = 0.005,
         projection: Document | None = None,
     ) -> None:
         self._collection = collection
@@ -81,7 +81,7 @@ class BatchedWriter:
     an existing `_id` raises DuplicateKeyError to its caller alone; `write` returns whether an
     update matched a document (checked one by one only when the bulk says some did not)."""
 
-    def __init__(self, collection: AsyncCollection[Document], window: float = 0.01) -> None:
+    def __init__(self, collection: AsyncCollection[Document], window: float = 0.05) -> None:
         self._collection = collection
         self._window = _Window(window, self._send)
 
