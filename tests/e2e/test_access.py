@@ -77,6 +77,9 @@ def auth_stack(
         "KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
         "LINK_SECRET": "a-test-link-secret-0123456789",
         "TENANT_LIMITS": json.dumps(limits),
+        # Every image is work here (the fairness test's big upload names one photo 1,500
+        # times); reuse across tenants is tested in test_reuse and test_deletion.
+        "REUSE": "off",
     }
     root = tmp_path_factory.mktemp("auth-stack")
     with stack_running(namespace_for_auth, root, env) as running:

@@ -89,15 +89,18 @@ async def quiet(session: aiohttp.ClientSession, stack: RunningStack) -> Scrape:
 def expected(status: dict[str, Any]) -> dict[Key, float]:
     """Each counter's delta that the run reported in `status` must produce."""
     total, processed = status["progress"]["total"], status["progress"]["processed"]
+    encoded = processed - sum(status["reused"].values())
     checks = {
         key("ingest", "imgpipe_ingest_uploads_accepted_total"): 1,
         key("ingest", "imgpipe_ingest_images_queued_total"): total,
         key("processor", "imgpipe_processor_images_processed_total"): processed,
         key("processor", "imgpipe_processor_bytes_in_total"): status["bytes_in"],
         key("processor", "imgpipe_processor_bytes_out_total"): status["bytes_out"],
-        # One download per image (the 404 is not retried); only downloaded images are encoded.
+        # One request per image (the 404 is not retried; the seed's origin gives no max-age,
+        # so an image seen before is revalidated); only images not reused are encoded.
         key("processor", "imgpipe_processor_download_seconds_count"): total,
-        key("processor", "imgpipe_processor_processing_seconds_count"): processed,
+        key("processor", "imgpipe_processor_processing_seconds_count"): encoded,
+        key("processor", "imgpipe_processor_encodes_total"): encoded,
         key("status", "imgpipe_status_requests_completed_total", status="Completed"): 1,
         key("notifier", "imgpipe_notifier_webhook_attempts_total", outcome="delivered"): 1,
         key("notifier", "imgpipe_notifier_webhook_attempts_total", outcome="retrying"): 0,

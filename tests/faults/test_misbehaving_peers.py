@@ -57,7 +57,8 @@ async def test_a_flaky_origin_succeeds_after_retries_and_a_dead_one_fails_withou
         others = [d async for d in images.find({"request_id": request_id, "row_index": {"$gt": 1}})]
     assert dead is not None
     assert (dead["outcome"], dead["reason"], dead["attempts"]) == ("failed", "http_503", ATTEMPTS)
-    assert max(d["recorded_at"] for d in others) < dead["recorded_at"]
+    # Recorded before it, or in the same batch of outcomes: never held back by it.
+    assert max(d["recorded_at"] for d in others) <= dead["recorded_at"]
 
 
 async def test_a_malformed_message_on_a_work_queue_is_dead_lettered_and_work_goes_on(

@@ -81,7 +81,7 @@ class BatchedWriter:
     an existing `_id` raises DuplicateKeyError to its caller alone; `write` returns whether an
     update matched a document (checked one by one only when the bulk says some did not)."""
 
-    def __init__(self, collection: AsyncCollection[Document], window: float = 0.05) -> None:
+    def __init__(self, collection: AsyncCollection[Document], window: float = 0.01) -> None:
         self._collection = collection
         self._window = _Window(window, self._send)
 
