@@ -80,9 +80,7 @@ class World:
         await handle_image_requested(
             delivery,
             self.working(),
-            make=partial(
-                make_anew, fetch=self.fetch, make=Maker(self.recompress, self.files)
-            ),
+            make=partial(make_anew, fetch=self.fetch, make=Maker(self.recompress, self.files)),
             files=self.files,
             broker=self.broker,
         )
