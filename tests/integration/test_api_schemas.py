@@ -64,6 +64,7 @@ OPERATIONS = [
     ("status", "GET", "/status/{request_id}/events"),
     ("status", "GET", "/status/{request_id}/images"),
     ("status", "GET", "/requests"),
+    ("status", "DELETE", "/requests/{request_id}"),
     ("status", "GET", "/healthz"),
 ]
 
@@ -239,6 +240,13 @@ def test_accepted_upload_and_its_status_match_their_schemas(
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "Pending"
     assert answer.json()["progress"] == {"total": 3, "processed": 0, "failed": 0}
+
+    # No processor runs here: the request stays Pending, and cannot be deleted yet.
+    delete = status_schema["/requests/{request_id}"]["DELETE"].Case(
+        path_parameters={"request_id": request_id}
+    )
+    refused = delete.call_and_validate(checks=CHECKS)
+    assert refused.status_code == 409, refused.text
 
 
 def _one_row(serial: str) -> bytes:

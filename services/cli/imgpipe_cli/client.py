@@ -17,6 +17,10 @@ class ApiError(Exception):
     """The server said no (or could not be reached); the message says what to do."""
 
 
+class NotFinished(ApiError):
+    """The request is still being processed; the message says until when to wait."""
+
+
 class Client:
     def __init__(
         self,
@@ -46,6 +50,22 @@ class Client:
 
     async def status(self, request_id: str) -> dict[str, Any]:
         return await self._json("GET", f"{self._status}/status/{request_id}", expect=200)
+
+    async def delete(self, request_id: str) -> None:
+        """Delete a finished request (NotFinished while it is still being processed)."""
+        url = f"{self._status}/requests/{request_id}"
+        try:
+            async with self._session.delete(url, headers=self._auth(url)) as response:
+                if response.status == 204:
+                    return
+                if response.status == 404:
+                    raise ApiError(f"no such request: {request_id}")
+                message = await _explain(response)
+                if response.status == 409:
+                    raise NotFinished(message.removeprefix("409: "))
+                raise ApiError(message)
+        except aiohttp.ClientConnectionError as exc:
+            raise ApiError(f"cannot reach {url}: {exc}; is imgpipe running?") from exc
 
     async def events(self, request_id: str, retries: int = 10) -> AsyncIterator[dict[str, Any]]:
         """Status documents from the live stream until the final one, reconnecting if cut."""

@@ -2,8 +2,9 @@
 
 Exit codes a script can rely on:
   0 completed, every image processed      3 completed, some images failed
-  4 failed (no image could be processed)  5 not finished yet (status, download)
+  4 failed (no image could be processed)  5 not finished yet (status, download, delete)
   1 an error (one line on stderr)         2 a usage error
+`delete` exits 0 once the request is deleted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from imgpipe_cli.client import ApiError, Client
+from imgpipe_cli.client import ApiError, Client, NotFinished
 from imgpipe_cli.dlq import dlq
 from imgpipe_cli.keys import keys
 from imgpipe_contracts.events import FINAL_STATES
@@ -243,6 +244,35 @@ def download(
         err.print(f"imgpipe: {request_id} is {current['status']}; its CSV is not ready yet")
         raise typer.Exit(NOT_FINISHED)
     print(output or f"output_{request_id}.csv")
+
+
+@app.command()
+def delete(
+    request_id: str,
+    as_json: AsJson = False,
+    ingest_url: IngestUrl = "http://localhost:8000",
+    status_url: StatusUrl = "http://localhost:8010",
+    api_key: ApiKey = None,
+) -> None:
+    """Delete a finished request: its status, products, output CSV and the images only it
+    uses (images other requests share keep working)."""
+
+    async def work(client: Client) -> str | None:
+        try:
+            await client.delete(request_id)
+        except NotFinished as exc:
+            return str(exc)
+        return None
+
+    not_finished = _run(ingest_url, status_url, work, api_key)
+    if not_finished is not None:
+        err.print(f"imgpipe: {not_finished}", highlight=False, markup=False)
+        raise typer.Exit(NOT_FINISHED)
+    print(
+        json.dumps({"request_id": request_id, "deleted": True})
+        if as_json
+        else f"{request_id}: deleted"
+    )
 
 
 def main() -> None:

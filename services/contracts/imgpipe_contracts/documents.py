@@ -3,6 +3,9 @@ aggregates its outcomes). Document shapes are described here once; both services
 through these helpers.
 
 - `requests`: one document per upload, `_id` = request id; counters `processed` / `failed`.
+  `deleting_since` is set when its deletion begins (DELETE, or RETENTION_DAYS): from then on
+  it is gone for readers, and whoever finds it so (a repeated DELETE, the collector) finishes
+  removing its records, files and references; the document itself goes last.
 - `row_batches`: the rows of one image batch as status received them (`_id` =
   `<request>:<first row, 7 digits>`); `rows_recorded` on the request counts their rows. A
   staging area: they become products when the request completes, and are removed then.
@@ -23,8 +26,9 @@ through these helpers.
 - `outputs`: one document per stored output that requests may share, `_id` = a hash of scope,
   source bytes and settings; `refs` lists the requests whose links point at it. The processor
   adds a request before announcing its outcome; deleting a request pulls it, and sets
-  `released_at`; the status service's collector removes an output nobody refers to once
-  `released_at` is older than a grace period (`state` "deleting" while it does).
+  `released_at` when it was the last; the status service's collector removes an output nobody
+  refers to once `released_at` is older than a grace period (`state` "deleting" while it does,
+  with `deleting_since` and the claiming `collector`).
 """
 
 from __future__ import annotations
@@ -168,6 +172,7 @@ INDEXES = (
     IndexSpec(REQUESTS, (("tenant", 1), ("created_at", -1)), "tenant_newest_first"),
     IndexSpec(REQUESTS, (("tenant", 1), ("status", 1)), "tenant_by_status"),
     IndexSpec(REQUESTS, (("completed_at", 1),), "completed_first"),
+    IndexSpec(REQUESTS, (("deleting_since", 1),), "requests_being_deleted"),
     IndexSpec(OUTPUTS, (("refs", 1),), "outputs_by_request"),
     IndexSpec(OUTPUTS, (("released_at", 1),), "outputs_released"),
     IndexSpec(SOURCES, (("output_id", 1),), "sources_by_output"),

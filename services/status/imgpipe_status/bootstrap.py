@@ -1,5 +1,5 @@
-"""Builds the status service's adapters once, wires its consumers and the completion relay,
-and closes everything on the way out."""
+"""Builds the status service's adapters once, wires its consumers, the completion relay and
+the collector, and closes everything on the way out."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from imgpipe_runtime.files import FileStore, open_file_store
 from imgpipe_runtime.health import Health, health_of
 from imgpipe_runtime.links import LinkSigner, link_signer
 from imgpipe_runtime.mongo import Document, connected_database, ping
+from imgpipe_status.collector import Collected, collect
 from imgpipe_status.config import Settings
 from imgpipe_status.handlers import (
     handle_image_batches,
@@ -33,6 +34,7 @@ from imgpipe_status.handlers import (
 )
 from imgpipe_status.progress import ProgressCache, load_snapshot
 from imgpipe_status.repository import StatusRepository
+from imgpipe_status.retention import RetentionRepository
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class Status:
     authenticator: Authenticator
     signer: LinkSigner | None
     progress_cache: ProgressCache
+    retention: RetentionRepository
 
     async def health(self) -> Health:
         return health_of(self.broker.is_connected, await ping(self.db))
@@ -55,8 +58,8 @@ class Status:
 
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
-    """Connect, consume outcomes and webhook results, relay unpublished completions; stop and
-    close everything after."""
+    """Connect, consume outcomes and webhook results, relay unpublished completions, collect
+    what is no longer referred to; stop and close everything after."""
     signer = link_signer(settings)
     async with (
         connected_database(settings) as db,
@@ -75,6 +78,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
                 partial(load_snapshot, repository=repository, files=files),
                 settings.status_cache_seconds,
             ),
+            RetentionRepository(db),
         )
         await broker.consume_batches(
             STATUS_IMAGE_OUTCOME,
@@ -109,13 +113,18 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
             ),
             prefetch=settings.prefetch,
         )
-        relay = asyncio.create_task(_relay_forever(status, settings))
+        tasks = [
+            asyncio.create_task(_relay_forever(status, settings)),
+            asyncio.create_task(_collect_forever(status, settings)),
+        ]
         try:
             yield status
         finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _relay_forever(status: Status, settings: Settings) -> None:
@@ -127,3 +136,22 @@ async def _relay_forever(status: Status, settings: Settings) -> None:
             )
         except Exception:
             log.exception("completion relay failed; trying again in %ss", settings.outbox_interval)
+
+
+async def _collect_forever(status: Status, settings: Settings) -> None:
+    # Every status process runs one: each removal is claimed by a conditional write first.
+    while True:
+        await asyncio.sleep(settings.collect_interval)
+        try:
+            collected = await collect(
+                retention=status.retention,
+                files=status.files,
+                progress_cache=status.progress_cache,
+                orphan_grace=settings.orphan_grace,
+                retention_days=settings.retention_days,
+            )
+        except Exception:
+            log.exception("collector failed; trying again in %ss", settings.collect_interval)
+            continue
+        if collected != Collected():
+            log.info("collector: %s", collected)

@@ -34,3 +34,21 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, StorageSettings):
     outbox_grace: float = Field(
         default=30.0, gt=0, description="Age after which an unpublished completion is re-sent."
     )
+    collect_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the collector removes unreferenced outputs, finishes "
+        "interrupted deletions and expires requests (seconds).",
+    )
+    orphan_grace: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How long an output nobody refers to any more is kept before the "
+        "collector removes it (seconds); a request made meanwhile reuses it.",
+    )
+    retention_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Delete finished requests this many days after they completed, as "
+        "DELETE /requests/{id} does (0: keep them).",
+    )

@@ -14,10 +14,12 @@ from imgpipe_runtime.web import Tenant, adapter, from_state
 from imgpipe_status.config import Settings
 from imgpipe_status.progress import ProgressCache, Snapshot
 from imgpipe_status.repository import StatusRepository
+from imgpipe_status.retention import RetentionRepository
 from imgpipe_status.schemas import not_found_message
 
 SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 RepositoryDep = Annotated[StatusRepository, Depends(adapter("repository"))]
+RetentionDep = Annotated[RetentionRepository, Depends(adapter("retention"))]
 FilesDep = Annotated[FileStore, Depends(adapter("files"))]
 ProgressCacheDep = Annotated[ProgressCache, Depends(adapter("progress_cache"))]
 
@@ -53,6 +55,7 @@ __all__ = [
     "OwnedStatusDep",
     "ProgressCacheDep",
     "RepositoryDep",
+    "RetentionDep",
     "SettingsDep",
     "Tenant",
 ]

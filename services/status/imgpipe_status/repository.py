@@ -56,8 +56,9 @@ class StatusRepository:
         self._db = db
 
     async def get_request(self, request_id: str, owner: str | None = None) -> Document | None:
-        """The request; with an `owner`, only if that tenant uploaded it."""
-        query: Document = {"_id": request_id}
+        """The request; with an `owner`, only if that tenant uploaded it. One whose deletion
+        has begun is gone already."""
+        query: Document = {"_id": request_id, "deleting_since": None}
         if owner is not None:
             query["tenant"] = owner
         doc: Document | None = await self._db[documents.REQUESTS].find_one(query)
@@ -194,10 +195,11 @@ class StatusRepository:
         return [doc async for doc in cursor]
 
     async def recent_requests(self, limit: int, owner: str | None = None) -> list[Document]:
-        """The newest requests; with an `owner`, only that tenant's."""
+        """The newest requests; with an `owner`, only that tenant's. (Those being deleted
+        are left out here, not in the query, which the index then serves alone.)"""
         query: Document = {} if owner is None else {"tenant": owner}
         cursor = self._db[documents.REQUESTS].find(query).sort("created_at", -1).limit(limit)
-        return [doc async for doc in cursor]
+        return [doc async for doc in cursor if doc.get("deleting_since") is None]
 
     async def rows_in_order(self, request_id: str) -> list[Document]:
         """The request's rows as its batches brought them, in file order."""

@@ -209,3 +209,20 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No request has this id."},
     **UNAUTHORIZED,
 }
+# What DELETE /requests/{id} answers besides 204.
+DELETE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    409: {"model": ErrorOut, "description": "The request is not finished yet."},
+    503: {
+        "model": ErrorOut,
+        "description": "The database or the file store did not answer; another DELETE "
+        "finishes what has begun (the collector does too).",
+    },
+}
+
+
+def still_running_message(request_id: str, state: str) -> str:
+    return (
+        f"request {request_id!r} is {state}; delete it once it is Completed or Failed "
+        "(GET /status/{request_id} shows when)"
+    )
