@@ -240,6 +240,10 @@ class Reuser:
                 await self._store.add_output(output, about, job.request_id, now)
             except OutputBeingRemoved as exc:
                 raise Unavailable(str(exc)) from exc
+            # A collector that removed an earlier copy between our write and our record took
+            # our file with it; now that the record refers to us, none can claim it again.
+            if not await self._files.exists(made.key):
+                made = await self._make(body, made.key, shared=True)
         changes = _validated(job, fetched.headers, now) | {
             "sha256": digest,
             "output_id": output,
