@@ -13,6 +13,7 @@ from imgpipe_contracts.topology import PROCESSOR_LANES
 from imgpipe_processor.config import Settings
 from imgpipe_processor.fetch import FetchLimits, download, download_session
 from imgpipe_processor.handlers import handle_image_jobs, handle_image_requested
+from imgpipe_processor.limiter import HostLimiter
 from imgpipe_processor.outcomes import OutcomeBatcher, Slots
 from imgpipe_processor.pool import ImagePool
 from imgpipe_runtime.broker import Broker, running_broker
@@ -54,9 +55,12 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
             slots = Slots(settings.images_in_progress)
             outcomes = OutcomeBatcher(broker, slots, max_wait=settings.outcome_wait)
+            hosts = HostLimiter(
+                settings.host_tuning(), lend=slots.lent, labels=settings.metrics_hosts
+            )
             handle_one = partial(
                 handle_image_requested,
-                fetch=partial(download, session, limits=limits),
+                fetch=hosts.wrap(partial(download, session, limits=limits)),
                 recompress=pool.recompress,
                 files=processor.files,
                 broker=outcomes,
