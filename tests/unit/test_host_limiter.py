@@ -119,7 +119,9 @@ async def test_a_waiting_download_gives_its_place_among_the_images_in_progress_b
     assert slots.busy == 0
 
 
-async def test_a_retry_after_pauses_new_downloads_from_that_host_only() -> None:
+async def test_a_retry_after_pauses_new_downloads_from_that_host_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     origin = Origin()
     loop = asyncio.get_running_loop()
     limiter = HostLimiter(TUNING, clock=loop.time)
@@ -131,9 +133,10 @@ async def test_a_retry_after_pauses_new_downloads_from_that_host_only() -> None:
     origin.gate(f"{paused}:80").set()
     origin.gate(f"{other}:80").set()
 
-    with pytest.raises(DownloadFailed):
+    with caplog.at_level(logging.INFO, "imgpipe_processor.limiter"), pytest.raises(DownloadFailed):
         await fetch(f"http://{paused}/refused.jpg")
     refused_at = loop.time()
+    assert f"{paused}:80: limit stays 2 (http_429), paused 0.3 s (Retry-After)" in caplog.text
     later = asyncio.create_task(fetch(f"http://{paused}/later.jpg"))
     assert await fetch(f"http://{other}/meanwhile.jpg") == b"image"
     assert not later.done()

@@ -5,10 +5,12 @@ The shape is TCP's congestion control (RFC 5681), with downloads in flight for t
 - it starts at the floor and grows by one per answered download (doubling every round trip:
   "slow start") until the first sign of trouble or the ceiling;
 - after that it grows by one per round trip's worth of answers (additive increase);
-- a refusal (429, 503, 504) or answers well slower than the host's recent best cut it by a
-  factor (multiplicative decrease), and it then holds just below the level that was refused
-  for `probe_interval` before it tries one more (a host that refuses beyond 8 at once is asked
-  for a 9th every so often, not every round trip: each try costs a refusal and its pause);
+- a refusal (429, 503, 504) cuts it by a factor (multiplicative decrease), and it then holds
+  just below the level that was refused for `probe_interval` before it tries one more (a host
+  that refuses beyond 8 at once is asked for a 9th every so often, not every round trip: each
+  try costs a refusal and its pause);
+- answers well slower than the host's recent best (by `slow_ratio` and by `slow_margin`) cut
+  it by a smaller factor, without a hold;
 - a timeout or a connection error (the host stopped answering) drops it to the floor, from
   where it slow-starts again up to half the level it had (TCP after a retransmission timeout);
 - a `Retry-After` (RFC 9110 §10.2.3) pauses new downloads from the host for that long.
@@ -42,9 +44,12 @@ class Tuning:
 
     floor: int = 2
     ceiling: int = 64
-    backoff: float = 0.7  # the limit is multiplied by this on a refusal or slow answers
+    backoff: float = 0.7  # the limit is multiplied by this on a refusal
+    slow_backoff: float = 0.85  # ...and by this on slow answers (weaker evidence)
     slow_ratio: float = 3.0  # answers this many times slower than the best are slow...
-    slow_margin: float = 0.1  # ...if also this many seconds slower (local noise is not load)
+    # ...if also this many seconds slower: a busy processor's own event loop adds tens, even
+    # a hundred or more, milliseconds to every download, and that is not the host's load.
+    slow_margin: float = 0.25
     best_window: float = 60.0  # seconds the host's best latency is remembered
     smoothing: float = 0.2  # weight of each new answer in the smoothed latency
     min_samples: int = 5  # answers since the last cut before latency can cut
@@ -54,8 +59,8 @@ class Tuning:
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
             raise ValueError(f"need 1 <= floor <= ceiling, not {self.floor} and {self.ceiling}")
-        if not 0 < self.backoff < 1:
-            raise ValueError(f"backoff must be between 0 and 1, not {self.backoff}")
+        if not (0 < self.backoff < 1 and 0 < self.slow_backoff < 1):
+            raise ValueError(f"backoffs must be between 0 and 1, not {self.backoff}")
 
 
 @dataclass(frozen=True)
@@ -130,24 +135,26 @@ class HostController:
         slow = max(best * self._t.slow_ratio, best + self._t.slow_margin)
         if self._samples >= self._t.min_samples and self._smoothed > slow:
             cause = f"slow: {self._smoothed * 1000:.0f} ms, best {best * 1000:.0f} ms"
-            return self._cut(now, seen.level - 1, cause, 0.0)
+            return self._cut(now, self._t.slow_backoff, None, cause, 0.0)
         self._grow(seen, now)
         return None
 
     def _refused(self, seen: Observation, now: float) -> Cut | None:
         pause = min(max(seen.retry_after or 0.0, 0.0), self._t.max_pause)
+        # A pause that begins is news; one that a refusal of the same burst extends is not.
+        news = pause if pause and now >= self.paused_until else 0.0
         if pause:
             self.paused_until = max(self.paused_until, now + pause)
         if seen.sent_at > self._last_cut:
-            return self._cut(now, seen.level - 1, seen.reason, pause)
+            return self._cut(now, self._t.backoff, seen.level - 1, seen.reason, news)
         # Part of the burst already cut for; a refusal at a lower level lowers the hold.
         before = self.limit
         hold = max(self._t.floor, seen.level - 1)
         if hold < self._hold:
             self._hold = hold
             self._limit = min(self._limit, hold)
-        if self.limit < before or pause:
-            return Cut(before, self.limit, seen.reason, pause)
+        if self.limit < before or news:
+            return Cut(before, self.limit, seen.reason, news)
         return None
 
     def _failed(self, seen: Observation, now: float) -> Cut | None:
@@ -160,11 +167,17 @@ class HostController:
         self._forget_latency(now)
         return Cut(before, self.limit, seen.reason)
 
-    def _cut(self, now: float, refused_level: int, cause: str, pause: float) -> Cut | None:
+    def _cut(
+        self, now: float, factor: float, refused_level: int | None, cause: str, pause: float
+    ) -> Cut | None:
+        """Multiply the limit by `factor`; after a refusal, hold below the refused level."""
         before = self.limit
-        self._hold = max(self._t.floor, refused_level)
-        self._hold_until = now + self._t.probe_interval
-        self._limit = max(float(self._t.floor), min(self._limit * self._t.backoff, self._hold))
+        if refused_level is not None:
+            self._hold = max(self._t.floor, refused_level)
+            self._hold_until = now + self._t.probe_interval
+        self._limit = max(float(self._t.floor), self._limit * factor)
+        if now < self._hold_until:
+            self._limit = min(self._limit, self._hold)
         self._slow_start_until = self._limit
         self._forget_latency(now)
         if self.limit < before or pause:

@@ -231,12 +231,9 @@ class HostLimiter:
 
 
 def _log_cut(key: str, cut: Cut) -> None:
-    paused = f"; paused {cut.pause:g} s (Retry-After)" if cut.pause else ""
-    log.info(
-        "downloads from %s: limit cut from %d to %d (%s)%s",
-        key,
-        cut.before,
-        cut.after,
-        cut.cause,
-        paused,
-    )
+    paused = f", paused {cut.pause:g} s (Retry-After)" if cut.pause else ""
+    if cut.after < cut.before:
+        change = f"limit cut from {cut.before} to {cut.after}"
+    else:
+        change = f"limit stays {cut.after}"
+    log.info("downloads from %s: %s (%s)%s", key, change, cut.cause, paused)
