@@ -1,7 +1,9 @@
 """The image origin: a separate process serving the corpus over HTTP (aiohttp.web).
 
 `GET /img/<name>` (any query string) answers the file, after the configured latency;
-`POST /_control?latency_ms=N` changes the latency; `GET /_control` reports it and the count.
+`POST /_control?latency_ms=N&cap=N&retry_after=N&reset=1` changes how it behaves as a host
+(imgpipe_dev.origin: a latency, a cap on requests at once with 429 beyond it);
+`GET /_control` reports that and its counts (requests, refused, peak at once).
 It runs in its own process so that serving images never competes with the bench's own
 timing loops for one interpreter's GIL.
 """
@@ -9,17 +11,19 @@ timing loops for one interpreter's GIL.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from bench.config import REPO
 from imgpipe_dev.infra import free_port, port_open, terminate, wait_until
+from imgpipe_dev.origin import HostBehaviour, control_routes
 
 # Plain blocking HTTP (the naive baseline uses it too); never through an environment proxy.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -27,25 +31,17 @@ HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def make_app(root: Path) -> web.Application:
     names = {p.name for p in root.glob("*.jpg")}
-    state = {"latency": 0.0, "served": 0}
+    host = HostBehaviour()
 
     async def image(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name not in names:
             raise web.HTTPNotFound()
-        if state["latency"]:
-            await asyncio.sleep(state["latency"])
-        state["served"] += 1
         return web.FileResponse(root / name, headers={"Content-Type": "image/jpeg"})
 
-    async def control(request: web.Request) -> web.Response:
-        if request.method == "POST":
-            state["latency"] = float(request.query.get("latency_ms", "0")) / 1000
-        return web.json_response(state)
-
-    app = web.Application()
+    app = web.Application(middlewares=[host.middleware])
     app.router.add_get("/img/{name}", image)
-    app.router.add_route("*", "/_control", control)
+    app.router.add_routes(control_routes(host))
     return app
 
 
@@ -74,9 +70,15 @@ class Origin:
         return f"{self.base_url}/img/{name}?r={tag}"
 
     def set_latency(self, ms: float) -> None:
-        request = urllib.request.Request(f"{self.base_url}/_control?latency_ms={ms}", method="POST")
+        self.control(latency_ms=ms)
+
+    def control(self, **changes: object) -> dict[str, Any]:
+        """Change how the origin behaves (imgpipe_dev.origin.control_routes); its counts."""
+        query = urllib.parse.urlencode({k: "" if v is None else v for k, v in changes.items()})
+        request = urllib.request.Request(f"{self.base_url}/_control?{query}", method="POST")
         with HTTP.open(request, timeout=5) as response:
-            json.load(response)
+            counts: dict[str, Any] = json.load(response)
+        return counts
 
     def stop(self) -> None:
         terminate(self.process)
@@ -87,7 +89,14 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("port", type=int)
     args = parser.parse_args()
-    web.run_app(make_app(args.root), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    web.run_app(
+        make_app(args.root),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+        handler_cancellation=True,
+    )
 
 
 if __name__ == "__main__":
