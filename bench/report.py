@@ -107,6 +107,11 @@ def host_rows(r: dict[str, Any]) -> list[Row]:
         Row(f"8b. downloads at once at the {ms:g} ms host, peak", _peak(slow), ""),
         Row(f"9. host serving 8 at once (429 beyond), {ms:g} ms", capped_rate, "img/s"),
         Row("9. capped host / what 8 at once allow", _ratio(capped_rate, allowed), "x"),
+        Row(
+            "9. the same, steady 10-90%",
+            _ratio(capped.get("steady_images_per_s"), allowed),
+            "x",
+        ),
         Row("9. refused requests, share", refused, "%", "< 15"),
         Row("9. requests at once at the capped host, peak", _peak(capped), ""),
     ]

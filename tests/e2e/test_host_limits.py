@@ -136,7 +136,6 @@ async def test_a_host_that_serves_8_at_once_gets_every_image_and_few_refusals(
     assert final["progress"] == {"total": 400, "processed": 400, "failed": 0}
     assert shop.refused < 0.15 * shop.requests, shop.counts()
     assert shop.peak <= 8 + OVERSHOOT, shop.counts()
-    assert shop.requests == 400 + shop.refused  # every refusal retried, nothing else repeated
 
 
 async def test_a_host_that_stops_answering_drops_to_the_floor_and_another_host_goes_on(
