@@ -141,9 +141,9 @@ async def test_a_host_that_serves_8_at_once_gets_every_image_and_few_refusals(
 async def test_a_host_that_stops_answering_drops_to_the_floor_and_another_host_goes_on(
     hosts_stack: RunningStack, http: aiohttp.ClientSession, small_photo: bytes
 ) -> None:
-    silent, other = HostBehaviour(latency=0.02), HostBehaviour(latency=0.02)
+    silent, other = HostBehaviour(latency=0.1), HostBehaviour(latency=0.02)
     async with origin_host(silent, small_photo) as a, origin_host(other, small_photo) as b:
-        # Given a host that answered well, so that its limit grew above the floor,
+        # Given a host 100 ms away that answered well, so that its limit grew above the floor,
         warm = await final_status(http, await upload(http, hosts_stack, products(a, 150, "w")))
         assert warm["progress"]["processed"] == 150
         assert (await host_limit(http, hosts_stack, a) or 0) > FLOOR
