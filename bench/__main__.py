@@ -176,6 +176,7 @@ async def only_host_runs(
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session,
     ):
         say(f"system up (broker prefix {system.env['BROKER_PREFIX']})")
+        await hosts.warm_up(system, session, small, log_dir)
         await hosts.runs(config, system, session, small, results, log_dir)
         say("stopping the system, deleting its queues, database and files")
 
