@@ -60,8 +60,11 @@ class Settings(LinkSettings, BrokerSettings, NetworkSettings, StorageSettings):
         description="Messages (a batch carries up to 50 images) each lane hands this "
         "processor at a time.",
     )
+    # Twice DOWNLOADS_PER_HOST: a host at its ceiling then leaves as many places for images
+    # being recompressed and stored; with 64, a one-host batch 100 ms away ran at 0.73-1.0x
+    # its no-latency rate, with 128 at 0.94-1.13x (make bench, runs 8a and 8b).
     images_in_progress: int = Field(
-        default=64,
+        default=128,
         ge=1,
         description="Images one processor downloads, recompresses or stores at once.",
     )
