@@ -9,37 +9,19 @@ import platform
 import shutil
 import signal
 import time
-import traceback
-from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import PIL
 
-from bench import corpus, local, pipeline, procstats, report
+from bench import corpus, hosts, local, pipeline, procstats, report
 from bench.config import Config, load
 from bench.origin import Origin
+from bench.steps import attempt, say
 from bench.system import System, on_s3, running_system, webhook_receiver
-
-T = TypeVar("T")
-
-
-def say(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
-
-
-async def attempt(results: dict[str, Any], key: str, work: Awaitable[T]) -> T | None:
-    """Run one measurement; a failure is recorded and the others still run."""
-    try:
-        value = await work
-    except Exception as exc:
-        traceback.print_exc()
-        results.setdefault("errors", {})[key] = repr(exc)
-        return None
-    results[key] = value
-    return value
 
 
 def urls_for(origin: Origin, items: list[corpus.Item], count: int, tag: str) -> list[str]:
@@ -48,7 +30,12 @@ def urls_for(origin: Origin, items: list[corpus.Item], count: int, tag: str) -> 
 
 
 async def system_runs(
-    config: Config, origin: Origin, items: list[corpus.Item], results: dict[str, Any], log_dir: Path
+    config: Config,
+    origin: Origin,
+    items: list[corpus.Item],
+    small: list[corpus.Item],
+    results: dict[str, Any],
+    log_dir: Path,
 ) -> None:
     timeout = aiohttp.ClientTimeout(total=600)
     async with (
@@ -103,6 +90,9 @@ async def system_runs(
         )
         origin.set_latency(0)
         _show_batch(run)
+        _clear_images(system)
+
+        await hosts.runs(config, system, session, small, results, log_dir)
         _clear_images(system)
 
         async with on_s3(system, log_dir) as s3:
@@ -179,18 +169,67 @@ async def main_async(config: Config) -> int:
             "platform": platform.platform(),
         },
     }
-    say(f"bench{' --quick' if config.quick else ''}: results in {out}")
+    flags = (" --quick" if config.quick else "") + (f" --only {config.only}" if config.only else "")
+    say(f"bench{flags}: results in {out}")
     busy = await asyncio.to_thread(procstats.machine_busy)
     results["machine"]["busy_before_percent"] = round(busy, 1)
     if busy > 15:
         say(f"WARNING: the machine is already {busy:.0f}% busy; the figures will be low")
-    items = await asyncio.to_thread(corpus.build, config.corpus, config.seed, config.results)
-    results["corpus"] = corpus.summary(items)
-    say(
-        f"corpus: {results['corpus']['images']} photos, "
-        f"{results['corpus']['megapixels_min']}-{results['corpus']['megapixels_max']} MP, "
-        f"mean {results['corpus']['megapixels_mean']} MP"
+    count = config.small_corpus if config.only else max(config.corpus, config.small_corpus)
+    items = await asyncio.to_thread(corpus.build, count, config.seed, config.results)
+    small = await asyncio.to_thread(
+        corpus.build_small, items[: config.small_corpus], config.results
     )
+    items = items[: config.corpus]
+    for key, photos in (("corpus", items), ("small_corpus", small)):
+        results[key] = corpus.summary(photos)
+        say(
+            f"{key}: {results[key]['images']} photos, "
+            f"{results[key]['megapixels_min']}-{results[key]['megapixels_max']} MP, "
+            f"mean {results[key]['megapixels_mean']} MP"
+        )
+    if config.only == "hosts":
+        await only_host_runs(config, small, results, log_dir)
+    else:
+        await every_run(config, items, small, results, log_dir)
+    results["total_seconds"] = time.perf_counter() - started
+    rows = report.rows(results)
+    if config.only:
+        rows = [row for row in rows if row.figure[0] in "89"]
+    report.write(out, results, rows)
+    print("\n" + report.table(rows) + "\n", flush=True)
+    runs = ("pipeline", "pipeline_latency", "pipeline_s3", "ingest", *hosts.RUNS)
+    for key in runs:
+        other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
+        if other and other["cpu_percent"] > 10:
+            print(f"note: other processes used {other['cpu_percent']:.0f}% CPU during {key}")
+    for key, error in results.get("errors", {}).items():
+        print(f"run {key} failed: {error}")
+    say(f"done in {results['total_seconds']:.0f}s; {out / 'results.json'}, {out / 'chart.png'}")
+    return 1 if results.get("errors") else 0
+
+
+async def only_host_runs(
+    config: Config, small: list[corpus.Item], results: dict[str, Any], log_dir: Path
+) -> None:
+    """Runs 8 and 9 alone (BENCH_ONLY=hosts): the system, and nothing else on it."""
+    async with (
+        running_system(config.rabbitmq_url, log_dir) as system,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session,
+    ):
+        say(f"system up (broker prefix {system.env['BROKER_PREFIX']})")
+        await hosts.warm_up(system, session, small, log_dir)
+        await hosts.runs(config, system, session, small, results, log_dir)
+        say("stopping the system, deleting its queues, database and files")
+
+
+async def every_run(
+    config: Config,
+    items: list[corpus.Item],
+    small: list[corpus.Item],
+    results: dict[str, Any],
+    log_dir: Path,
+) -> None:
     origin = Origin(items[0].path.parent, log_dir / "origin.log")
     origin.start()
     try:
@@ -210,21 +249,9 @@ async def main_async(config: Config) -> int:
         urls = urls_for(origin, items, config.naive_latency_images, "naive-latency")
         await attempt(results, "naive_latency", asyncio.to_thread(local.naive, urls))
         origin.set_latency(0)
-        await system_runs(config, origin, items, results, log_dir)
+        await system_runs(config, origin, items, small, results, log_dir)
     finally:
         origin.stop()
-    results["total_seconds"] = time.perf_counter() - started
-    rows = report.rows(results)
-    report.write(out, results, rows)
-    print("\n" + report.table(rows) + "\n", flush=True)
-    for key in ("pipeline", "pipeline_latency", "pipeline_s3", "ingest"):
-        other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
-        if other and other["cpu_percent"] > 10:
-            print(f"note: other processes used {other['cpu_percent']:.0f}% CPU during {key}")
-    for key, error in results.get("errors", {}).items():
-        print(f"run {key} failed: {error}")
-    say(f"done in {results['total_seconds']:.0f}s; {out / 'results.json'}, {out / 'chart.png'}")
-    return 1 if results.get("errors") else 0
 
 
 def main() -> None:
@@ -234,9 +261,19 @@ def main() -> None:
         action="store_true",
         help="a small smoke run (about a minute); BENCH_* variables still apply",
     )
+    parser.add_argument(
+        "--only",
+        choices=["hosts"],
+        help="only these runs: 'hosts' for 8 and 9 (also BENCH_ONLY=hosts)",
+    )
     args = parser.parse_args()
+    config = load(args.quick)
+    if args.only:
+        config = replace(config, only=args.only)
+    if config.only not in ("", "hosts"):
+        parser.error(f"BENCH_ONLY={config.only!r}: the only choice is 'hosts'")
     try:
-        code = asyncio.run(main_async(load(args.quick)))
+        code = asyncio.run(main_async(config))
     except (asyncio.CancelledError, KeyboardInterrupt):
         print("bench interrupted; what it started has been stopped and removed", flush=True)
         code = 130

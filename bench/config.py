@@ -22,6 +22,10 @@ class Config:
     pollers: int = 8  # run 6: concurrent GET /status pollers during run 2
     poll_interval: float = 0.1  # seconds each poller waits between its requests
     corpus: int = 400  # distinct photos the origin serves
+    host_images: int = 2000  # runs 8a and 8b: small photos from one host
+    capped_images: int = 600  # run 9: small photos from a host that serves 8 at once
+    small_corpus: int = 100  # distinct small photos (the first corpus photos, downscaled)
+    only: str = ""  # "hosts": only runs 8 and 9 (with the system they need)
     seed: int = 20261130  # corpus generator seed
     results: Path = REPO / "results"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -38,6 +42,9 @@ QUICK = {
     "one_image_runs": 5,
     "pollers": 4,
     "corpus": 100,
+    "host_images": 300,
+    "capped_images": 200,
+    "small_corpus": 50,
 }
 
 

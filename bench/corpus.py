@@ -147,3 +147,39 @@ def summary(items: list[Item]) -> dict[str, object]:
         "bytes_mean": round(sum(i.bytes for i in items) / len(items)),
         "example": asdict(items[0]) | {"path": str(items[0].path)},
     }
+
+
+SMALL_MP = 0.3
+
+
+def _shrink(job: tuple[str, str, int]) -> dict[str, object]:
+    source, destination, quality = job
+    with Image.open(source) as image:
+        scale = math.sqrt(SMALL_MP * 1e6 / (image.width * image.height))
+        size = (round(image.width * scale), round(image.height * scale))
+        small = image.resize(size, Image.Resampling.LANCZOS)
+    temporary = Path(destination).with_suffix(".tmp")
+    small.save(temporary, "JPEG", quality=quality)
+    os.replace(temporary, destination)
+    return {"name": Path(destination).name, "width": size[0], "height": size[1]}
+
+
+def build_small(items: list[Item], results: Path) -> list[Item]:
+    """`items` downscaled to about SMALL_MP megapixels (a product thumbnail's size, so the
+    codec runs several hundred a second and the network is the limit), at each one's own
+    JPEG quality; cached under results/corpus/ beside the corpus."""
+    directory = results / "corpus" / f"small{SMALL_MP:g}-{items[0].path.parent.name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in items if not (directory / i.name).exists()]
+    if missing:
+        print(f"building {len(missing)} small photos in {directory}", flush=True)
+        jobs = [(str(i.path), str(directory / i.name), i.quality) for i in missing]
+        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+            list(pool.map(_shrink, jobs, chunksize=4))
+    small = []
+    for item in items:
+        path = directory / item.name
+        with Image.open(path) as image:
+            width, height = image.size
+        small.append(Item(item.name, path, width, height, path.stat().st_size, item.quality))
+    return small

@@ -78,6 +78,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("6. GET /status p99 under load", get(pipe, "status_p99_ms"), "ms", "< 25"),
         Row("6. GET /status p99, 1 poller (run 4)", get(pipe_lat, "status_p99_ms"), "ms"),
         Row("7. one image, 202 -> webhook p50", get(one, "p50_ms"), "ms", "< 150"),
+        *host_rows(r),
     ]
     distinct = max(1, r["config"]["images"] // 10)
     checks = {
@@ -95,6 +96,8 @@ def rows(r: dict[str, Any]) -> list[Row]:
         "5. ingest peak RSS (VmHWM)": lambda v: v < 200,
         "6. GET /status p99 under load": lambda v: v < 25,
         "7. one image, 202 -> webhook p50": lambda v: v < 150,
+        f"8b. {ms:g} ms / no latency": lambda v: v >= 0.9,
+        "9. refused requests, share": lambda v: v < 15,
     }
     return [
         Row(row.figure, row.value, row.unit, row.target, checks[row.figure](row.value))
@@ -102,6 +105,40 @@ def rows(r: dict[str, Any]) -> list[Row]:
         else Row(row.figure, row.value, row.unit, row.target, False if row.target else None)
         for row in out
     ]
+
+
+def host_rows(r: dict[str, Any]) -> list[Row]:
+    """Runs 8 and 9 (bench/hosts.py): one host, small photos; a host capped at 8 at once."""
+    ms = r["config"]["latency_ms"]
+    codec, fast, slow, capped = (
+        r.get(k) or {} for k in ("hosts_codec", "hosts_0ms", "hosts_latency", "hosts_capped")
+    )
+    fast_rate, slow_rate = fast.get("images_per_s"), slow.get("images_per_s")
+    capped_rate = capped.get("images_per_s")
+    seen = capped.get("origin") or {}
+    refused = 100 * seen["refused"] / seen["requests"] if seen.get("requests") else None
+    allowed = capped["cap"] / (capped["latency_ms"] / 1000) if capped.get("latency_ms") else None
+    return [
+        Row("8. codec limit, small photos (0.3 MP)", codec.get("images_per_s"), "img/s"),
+        Row("8a. one host, small photos, no latency", fast_rate, "img/s"),
+        Row(f"8b. one host, small photos, {ms:g} ms latency", slow_rate, "img/s"),
+        Row(f"8b. {ms:g} ms / no latency", _ratio(slow_rate, fast_rate), "x", ">= 0.90"),
+        Row(f"8b. downloads at once at the {ms:g} ms host, peak", _peak(slow), ""),
+        Row(f"9. host serving 8 at once (429 beyond), {ms:g} ms", capped_rate, "img/s"),
+        Row("9. capped host / what 8 at once allow", _ratio(capped_rate, allowed), "x"),
+        Row(
+            "9. the same, steady 10-90%",
+            _ratio(capped.get("steady_images_per_s"), allowed),
+            "x",
+        ),
+        Row("9. refused requests, share", refused, "%", "< 15"),
+        Row("9. requests at once at the capped host, peak", _peak(capped), ""),
+    ]
+
+
+def _peak(run: dict[str, Any]) -> float | None:
+    peak = (run.get("origin") or {}).get("peak")
+    return None if peak is None else float(peak)
 
 
 def table(table_rows: list[Row]) -> str:
@@ -131,7 +168,14 @@ def write(directory: Path, results: dict[str, Any], table_rows: list[Row]) -> No
     ]
     (directory / "results.json").write_text(json.dumps(results, indent=1, default=str))
     text = table(table_rows) + "\n"
-    runs = (("pipeline", "images"), ("pipeline_latency", "images"), ("pipeline_s3", "images"))
+    runs = (
+        ("pipeline", "images"),
+        ("pipeline_latency", "images"),
+        ("pipeline_s3", "images"),
+        ("hosts_0ms", "images"),
+        ("hosts_latency", "images"),
+        ("hosts_capped", "images"),
+    )
     for key, count in (*runs, ("ingest", "rows")):
         if run := results.get(key):
             text += f"\nCPU during {key}:\n{cpu_table(run['cpu'], run[count])}\n"

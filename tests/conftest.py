@@ -91,9 +91,12 @@ def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, port: int, host: str = "127.0.0.1") -> AsyncIterator[None]:
-    """Run a test's own HTTP server (an image origin, a webhook receiver) while in the block."""
-    runner = web.AppRunner(app)
+async def serving(
+    app: web.Application, port: int, host: str = "127.0.0.1", *, handler_cancellation: bool = False
+) -> AsyncIterator[None]:
+    """Run a test's own HTTP server (an image origin, a webhook receiver) while in the block;
+    with `handler_cancellation`, a request whose client went away stops being handled."""
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     try:

@@ -14,6 +14,7 @@ from imgpipe_processor.caching import output_fingerprint
 from imgpipe_processor.config import Settings
 from imgpipe_processor.fetch import FetchLimits, download_session, fetch
 from imgpipe_processor.handlers import Make, handle_image_jobs, handle_image_requested
+from imgpipe_processor.limiter import HostLimiter
 from imgpipe_processor.outcomes import OutcomeBatcher, Slots
 from imgpipe_processor.pool import ImagePool
 from imgpipe_processor.reuse import Maker, Reuser, make_anew
@@ -57,7 +58,11 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
         ):
             processor = Processor(broker, session, pool, files)
             limits = FetchLimits(settings.max_download_bytes, settings.max_redirects)
-            get = partial(fetch, session, limits=limits)
+            slots = Slots(settings.images_in_progress)
+            hosts = HostLimiter(
+                settings.host_tuning(), lend=slots.lent, labels=settings.metrics_hosts
+            )
+            get = hosts.wrap(partial(fetch, session, limits=limits))
             maker = Maker(pool.recompress, files)
             make: Make
             if settings.reuse:
@@ -73,7 +78,6 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
                 ).image_for
             else:
                 make = partial(make_anew, fetch=get, make=maker)
-            slots = Slots(settings.images_in_progress)
             outcomes = OutcomeBatcher(broker, slots, max_wait=settings.outcome_wait)
             handle_one = partial(
                 handle_image_requested, make=make, files=processor.files, broker=outcomes

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from imgpipe_processor.caching import ReuseScope
+from imgpipe_processor.hostlimit import Tuning
 from imgpipe_runtime.settings import (
     BrokerSettings,
     LinkSettings,
@@ -32,15 +34,44 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, NetworkSettings, Sto
     max_download_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=50_000_000, ge=1)
     max_redirects: int = Field(default=3, ge=0)
-    downloads_per_host: int = Field(default=16, ge=1)
+    downloads_per_host: int = Field(
+        default=64,
+        ge=1,
+        description="The most downloads from one host at once, whatever its adaptive limit "
+        "(a hard cap, also the connection pool's per host).",
+    )
+    downloads_per_host_min: int = Field(
+        default=2,
+        ge=1,
+        description="The adaptive per-host limit's floor and starting point.",
+    )
+    host_probe_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a host's limit stays below a level the host refused before it "
+        "tries that level again.",
+    )
+    host_max_pause: float = Field(
+        default=60.0,
+        ge=0,
+        description="The longest Retry-After a host gets as a pause of new downloads from it.",
+    )
+    metrics_hosts: int = Field(
+        default=20,
+        ge=0,
+        description="Busy hosts that get metrics labels of their own (the rest: 'other').",
+    )
     batch_prefetch: int = Field(
         default=4,
         ge=1,
         description="Messages (a batch carries up to 50 images) each lane hands this "
         "processor at a time.",
     )
+    # Twice DOWNLOADS_PER_HOST: a host at its ceiling then leaves as many places for images
+    # being recompressed and stored; with 64, a one-host batch 100 ms away ran at 0.73-1.0x
+    # its no-latency rate, with 128 at 0.94-1.13x (make bench, runs 8a and 8b).
     images_in_progress: int = Field(
-        default=64,
+        default=128,
         ge=1,
         description="Images one processor downloads, recompresses or stores at once.",
     )
@@ -67,3 +98,21 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, NetworkSettings, Sto
         description="Seconds a processor may hold a source it fetches before another takes "
         "over (a processor that died holding one delays that source this long).",
     )
+
+    @model_validator(mode="after")
+    def _floor_under_ceiling(self) -> Self:
+        if self.downloads_per_host_min > self.downloads_per_host:
+            raise ValueError(
+                f"DOWNLOADS_PER_HOST_MIN ({self.downloads_per_host_min}) must not exceed "
+                f"DOWNLOADS_PER_HOST ({self.downloads_per_host})"
+            )
+        return self
+
+    def host_tuning(self) -> Tuning:
+        """The per-host download limits' constants (hostlimit.py)."""
+        return Tuning(
+            floor=self.downloads_per_host_min,
+            ceiling=self.downloads_per_host,
+            probe_interval=self.host_probe_interval,
+            max_pause=self.host_max_pause,
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from imgpipe_runtime.metrics import SECONDS_BUCKETS
 
@@ -12,7 +12,8 @@ IMAGES_FAILED = Counter(
 )
 DOWNLOAD_SECONDS = Histogram(
     "imgpipe_processor_download_seconds",
-    "Time to download a source image (every attempt, failed ones too).",
+    "Time to download a source image (every attempt, failed ones too), including any wait "
+    "for a place under its host's limit.",
     buckets=SECONDS_BUCKETS,
 )
 PROCESSING_SECONDS = Histogram(
@@ -42,4 +43,36 @@ REUSED = Counter(
     "Images whose output came from earlier work, by how: fresh (no request to the origin), "
     "not_modified (a 304), same_bytes (downloaded bytes already known).",
     ["how"],
+)
+
+# Per host (limiter.py). Host names come from user URLs, so only a bounded number of them get a
+# label of their own (METRICS_HOSTS, the busy ones); every other host counts under "other".
+OTHER_HOSTS = "other"
+HOST_LIMIT = Gauge(
+    "imgpipe_processor_host_download_limit",
+    "The adaptive limit of downloads at once from a host (not kept for 'other').",
+    ["host"],
+)
+HOST_IN_FLIGHT = Gauge(
+    "imgpipe_processor_host_downloads_in_flight", "Downloads from a host running now.", ["host"]
+)
+HOST_WAITING = Gauge(
+    "imgpipe_processor_host_downloads_waiting",
+    "Downloads waiting for a place under their host's limit (or for its pause to end).",
+    ["host"],
+)
+HOST_REFUSALS = Counter(
+    "imgpipe_processor_host_refusals",
+    "Downloads a host refused (http_429, http_503, http_504) or did not answer (timeout, "
+    "connection).",
+    ["host", "reason"],
+)
+HOST_LIMIT_CUTS = Counter(
+    "imgpipe_processor_host_limit_cuts", "Times a host's limit was cut (or it paused us).", ["host"]
+)
+HOST_DOWNLOAD_SECONDS = Histogram(
+    "imgpipe_processor_host_download_seconds",
+    "Time of each answered download from a host, without any wait for a place.",
+    ["host"],
+    buckets=SECONDS_BUCKETS,
 )

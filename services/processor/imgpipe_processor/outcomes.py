@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 
 from imgpipe_contracts.events import Event, ImageFailed, ImageOutcomes, ImageProcessed
@@ -32,6 +34,19 @@ class Slots:
     ) -> None:
         self.busy -= 1
         self._free.release()
+
+    @asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """The caller's slot given back while it waits for something other than work (its
+        download's turn at a busy or paused host), and taken again after, queueing like any
+        other. Only for a caller that holds a slot."""
+        await self.__aexit__(None, None, None)
+        try:
+            yield
+        finally:
+            # Shielded: if the caller is cancelled here, the slot is still taken (later), so
+            # its own leaving of the slot stays balanced.
+            await asyncio.shield(self.__aenter__())
 
 
 class OutcomeBatcher:
