@@ -32,15 +32,20 @@ ORDER = (
     "test_restart.py",
     "test_s3_profile.py",
 )
+SETUP_TIMEOUT = 900  # seconds: a cold build of the images, then `up --wait`
 # Sets of small images, each its own content, so that no request can reuse another's work.
 IMAGE_SETS = {"scale": 600, "kill-processor": 300, "kill-status": 300, "stop": 300}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the container tests in ORDER, in the places they already hold in the session."""
+    """Put the container tests in ORDER, in the places they already hold in the session. The
+    first one builds and starts the stack, which on a new machine takes longer than the suite's
+    per-test limit allows."""
     here = Path(__file__).parent
     slots = [i for i, item in enumerate(items) if item.path.parent == here]
     ordered = sorted((items[i] for i in slots), key=lambda item: ORDER.index(item.path.name))
+    if ordered:
+        ordered[0].add_marker(pytest.mark.timeout(SETUP_TIMEOUT))
     for slot, item in zip(slots, ordered, strict=True):
         items[slot] = item
 

