@@ -65,7 +65,7 @@ def _start_dockerd() -> None:
     print(f"starting dockerd (log: {DOCKERD_LOG})", flush=True)
     with DOCKERD_LOG.open("ab") as log:
         process = subprocess.Popen(
-            as_root(["dockerd"]),
+            as_root([shutil.which("dockerd") or "/usr/sbin/dockerd"]),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
