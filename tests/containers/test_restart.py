@@ -8,6 +8,7 @@ import asyncio
 import aiohttp
 
 from tests.containers.checks import output_csv, status
+from tests.containers.seed import run_seed_request
 from tests.containers.stack import Stack
 
 
@@ -21,7 +22,8 @@ async def test_down_and_up_keep_every_finished_request(
     stack: Stack, http: aiohttp.ClientSession
 ) -> None:
     assert not stack.s3, "runs on the local file store (before test_s3_profile)"
-    assert len(stack.finished) >= 5, "the earlier tests' requests"
+    if not stack.finished:  # run on its own, without the earlier tests' requests
+        await run_seed_request(http, stack, files_base=f"{stack.url('STATUS')}/files/")
     await asyncio.to_thread(stack.down)
     left = await asyncio.to_thread(stack.leftovers)
     assert left["containers"] == [] and left["networks"] == []
