@@ -8,7 +8,7 @@ UV := .tools/bin/uv
 RUN := $(UV) run --frozen --all-packages
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install test test-unit test-integration test-e2e test-faults lint run demo clean broker browser asyncapi bench
+.PHONY: install test test-unit test-integration test-e2e test-faults test-containers lint run demo clean broker browser docker asyncapi bench
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -30,7 +30,13 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium || \
 		{ $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }; }
 
-test: install broker browser
+# The container tests need a Docker engine: when none answers, Debian's docker.io is installed
+# and dockerd started. The base images (pulled, or stand-ins built from Debian packages where no
+# registry answers; cached by tag) are made here, outside the tests' time limits.
+docker: install
+	$(RUN) python -m imgpipe_dev.standins ensure >/dev/null
+
+test: install broker browser docker
 	$(RUN) pytest tests --durations=10
 
 test-unit: install
@@ -45,6 +51,10 @@ test-e2e: install broker browser
 # Kills services, the database and a private RabbitMQ node mid-request (part of `make test`).
 test-faults: install broker
 	$(RUN) pytest tests/faults
+
+# Builds the four images and drives the compose stack from outside (part of `make test`).
+test-containers: install docker
+	$(RUN) pytest tests/containers --durations=10
 
 lint: install
 	$(RUN) ruff check services deploy tests

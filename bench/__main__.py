@@ -9,6 +9,7 @@ import platform
 import shutil
 import signal
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path

@@ -17,6 +17,20 @@ ROWS, PER_ROW = 250, 2  # 500 images in flight
 HALF = ROWS * PER_ROW // 2
 
 
+async def broker_reported_lost(http: aiohttp.ClientSession, system: System) -> None:
+    """Ingest's and status's /healthz answer 503 with `broker: false` while the broker is gone
+    (the container healthchecks rely on it)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    for url in (system.ingest_url, system.status_url):
+        while True:
+            async with http.get(f"{url}/healthz") as response:
+                body = await response.json()
+            if response.status == 503 and body["broker"] is False:
+                break
+            assert asyncio.get_running_loop().time() < deadline, f"{url}/healthz: {body}"
+            await asyncio.sleep(0.1)
+
+
 async def test_a_processor_killed_halfway_loses_and_repeats_nothing(
     system: System, origin: Origin, receiver: Receiver, http: aiohttp.ClientSession
 ) -> None:
@@ -92,6 +106,7 @@ async def test_a_broker_killed_halfway_and_restarted_loses_and_repeats_nothing(
     )
     await wait_for(http, system, request_id, outcomes=HALF)
     system.rabbit.kill()
+    await broker_reported_lost(http, system)
     system.rabbit.start()
     await assert_exact_result(http, system, receiver, request_id, ROWS, PER_ROW)
 

@@ -50,12 +50,12 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
     raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
 
 
-def _as_root(command: list[str]) -> list[str]:
+def as_root(command: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return command
     if shutil.which("sudo"):
         return ["sudo", "-n", *command]
-    raise SystemExit(f"need root to run {' '.join(command)}; install RabbitMQ or run as root")
+    raise SystemExit(f"need root to run {' '.join(command)}; run as root or install it yourself")
 
 
 def ensure_rabbitmq(url: str) -> None:
@@ -69,17 +69,17 @@ def ensure_rabbitmq(url: str) -> None:
     if shutil.which("rabbitmq-server") is None and not Path("/usr/sbin/rabbitmq-server").exists():
         print("RabbitMQ is not installed; installing Debian's rabbitmq-server", flush=True)
         env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(_as_root(["apt-get", "update", "-q"]), check=True, env=env)
+        subprocess.run(as_root(["apt-get", "update", "-q"]), check=True, env=env)
         subprocess.run(
-            _as_root(["apt-get", "install", "-y", "-q", "rabbitmq-server"]), check=True, env=env
+            as_root(["apt-get", "install", "-y", "-q", "rabbitmq-server"]), check=True, env=env
         )
     if not port_open(host, port):
         print("starting rabbitmq-server", flush=True)
-        subprocess.run(_as_root(["rabbitmq-server", "-detached"]), check=True)
+        subprocess.run(as_root(["rabbitmq-server", "-detached"]), check=True)
 
         def booted() -> bool:
             # await_startup fails at once until the node has registered with epmd; ask again.
-            command = _as_root(["rabbitmqctl", "-q", "await_startup", "--timeout", "30"])
+            command = as_root(["rabbitmqctl", "-q", "await_startup", "--timeout", "30"])
             return subprocess.run(command, capture_output=True).returncode == 0
 
         wait_until(booted, 180, "rabbitmq-server", interval=1)

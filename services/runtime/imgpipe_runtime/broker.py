@@ -107,7 +107,14 @@ class Broker:
 
     @property
     def is_connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        # aio-pika's `is_closed` turns true only once we close a connection ourselves; one
+        # that the broker closed or that broke is known by its close callback (`_lost`), and
+        # stays lost until a new connection is made.
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and not self._lost.is_set()
+        )
 
     async def publish(self, event: Event) -> None:
         """Publish one event and wait for the broker's confirm (retrying across reconnects)."""
