@@ -84,10 +84,7 @@ class World:
         source = source_id(SHARED_SCOPE, f"http://origin.test/{name}")
         about = {"scope": SHARED_SCOPE, "url": f"http://origin.test/{name}"}
         known = await self.sources.source(source)
-        until = now + timedelta(seconds=30)
-        lease = await self.sources.take_lease(source, known, now, until, about)
-        assert lease is not None
-        await self.sources.release(lease, {"output_id": oid})
+        await self.sources.record(source, known, about | {"output_id": oid})
         return key
 
     async def finished(self, images: list[str], tenant: str | None = None) -> str:

@@ -117,10 +117,7 @@ async def test_a_lease_left_by_a_processor_that_died_is_taken_over_when_it_ends(
     encoder = CountingEncoder()
     url = catalog.url("etag", 2)
     now = datetime.now(UTC)
-    about = {"scope": SHARED_SCOPE, "url": url}
-    dead = await store.take_lease(
-        source_id(SHARED_SCOPE, url), None, now, now + timedelta(seconds=1), about
-    )
+    dead = await store.take_lease(source_id(SHARED_SCOPE, url), now, now + timedelta(seconds=1))
     assert dead is not None
     async with aiohttp.ClientSession() as session:
         made = await processor(store, files, session, encoder).image_for(job(url), "images/x/a.jpg")

@@ -45,6 +45,7 @@ API_KEYS = "api_keys"
 UPLOAD_WINDOWS = "upload_windows"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
 SOURCES = "sources"
+SOURCE_LEASES = "source_leases"
 OUTPUTS = "outputs"
 DUPLICATE_KEY = 11000
 
@@ -159,6 +160,8 @@ class IndexSpec:
     collection: str
     keys: tuple[tuple[str, int], ...]
     name: str
+    # A TTL index: the server deletes a document this many seconds after the indexed time.
+    expire_after: int | None = None
 
 
 INDEXES = (
@@ -176,4 +179,5 @@ INDEXES = (
     IndexSpec(OUTPUTS, (("refs", 1),), "outputs_by_request"),
     IndexSpec(OUTPUTS, (("released_at", 1),), "outputs_released"),
     IndexSpec(SOURCES, (("output_id", 1),), "sources_by_output"),
+    IndexSpec(SOURCE_LEASES, (("until", 1),), "leases_ended", expire_after=0),
 )
