@@ -24,6 +24,9 @@ from bench.origin import Origin
 from bench.steps import attempt, say
 from bench.system import System, on_s3, running_system, webhook_receiver
 
+# BENCH_ONLY's choices, and the figures each reports.
+ONLY_ROWS = {"hosts": ("8", "8a", "8b", "9"), "reuse": ("1", "2", "2r", "2d")}
+
 
 def urls_for(origin: Origin, items: list[corpus.Item], count: int, tag: str) -> list[str]:
     """`count` distinct URLs cycling through the corpus (the query makes each one unique)."""
@@ -50,9 +53,11 @@ async def system_runs(
         )
         if origin.process is not None:
             system.watch["origin"] = [origin.process.pid]
-        say(f"7. one image at a time to its webhook, {config.one_image_runs} runs")
-        singles = urls_for(origin, items, config.one_image_runs, "one")
-        await attempt(results, "one_image", pipeline.one_image(session, system, receiver, singles))
+        if config.only != "reuse":
+            say(f"7. one image at a time to its webhook, {config.one_image_runs} runs")
+            singles = urls_for(origin, items, config.one_image_runs, "one")
+            one = pipeline.one_image(session, system, receiver, singles)
+            await attempt(results, "one_image", one)
 
         say(f"2+6. pipeline: {config.images} images, {config.pollers} status pollers")
         urls = urls_for(origin, items, config.images, "run2")
@@ -82,6 +87,8 @@ async def system_runs(
         )
         _show_batch(run)
         _clear_images(system)
+        if config.only == "reuse":
+            return
 
         say(f"4. pipeline: {config.latency_images} images, {config.latency_ms:g} ms latency")
         origin.set_latency(config.latency_ms)
@@ -176,7 +183,8 @@ async def main_async(config: Config) -> int:
     results["machine"]["busy_before_percent"] = round(busy, 1)
     if busy > 15:
         say(f"WARNING: the machine is already {busy:.0f}% busy; the figures will be low")
-    count = config.small_corpus if config.only else max(config.corpus, config.small_corpus)
+    hosts_only = config.only == "hosts"
+    count = config.small_corpus if hosts_only else max(config.corpus, config.small_corpus)
     items = await asyncio.to_thread(corpus.build, count, config.seed, config.results)
     small = await asyncio.to_thread(
         corpus.build_small, items[: config.small_corpus], config.results
@@ -189,14 +197,14 @@ async def main_async(config: Config) -> int:
             f"{results[key]['megapixels_min']}-{results[key]['megapixels_max']} MP, "
             f"mean {results[key]['megapixels_mean']} MP"
         )
-    if config.only == "hosts":
+    if hosts_only:
         await only_host_runs(config, small, results, log_dir)
     else:
         await every_run(config, items, small, results, log_dir)
     results["total_seconds"] = time.perf_counter() - started
     rows = report.rows(results)
     if config.only:
-        rows = [row for row in rows if row.figure[0] in "89"]
+        rows = [row for row in rows if row.figure.split(".")[0] in ONLY_ROWS[config.only]]
     report.write(out, results, rows)
     print("\n" + report.table(rows) + "\n", flush=True)
     runs = ("pipeline", "pipeline_latency", "pipeline_s3", "ingest", *hosts.RUNS)
@@ -239,6 +247,9 @@ async def every_run(
             items[n % len(items)] for n in range(min(config.images, config.codec_images))
         ]
         await attempt(results, "codec", asyncio.to_thread(local.codec_limit, codec_items))
+        if config.only == "reuse":
+            await system_runs(config, origin, items, small, results, log_dir)
+            return
         say(f"3. naive sequential: {config.naive_images} images")
         urls = urls_for(origin, items, config.naive_images, "naive")
         await attempt(results, "naive", asyncio.to_thread(local.naive, urls))
@@ -265,14 +276,15 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=["hosts"],
-        help="only these runs: 'hosts' for 8 and 9 (also BENCH_ONLY=hosts)",
+        help="only these runs: 'hosts' for 8 and 9, 'reuse' for 1, 2, 2r and 2d "
+        "(also BENCH_ONLY=...)",
     )
     args = parser.parse_args()
     config = load(args.quick)
     if args.only:
         config = replace(config, only=args.only)
-    if config.only not in ("", "hosts"):
-        parser.error(f"BENCH_ONLY={config.only!r}: the only choice is 'hosts'")
+    if config.only not in ("", *ONLY_ROWS):
+        parser.error(f"BENCH_ONLY={config.only!r}: the choices are {', '.join(ONLY_ROWS)}")
     try:
         code = asyncio.run(main_async(config))
     except (asyncio.CancelledError, KeyboardInterrupt):
