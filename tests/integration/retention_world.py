@@ -43,6 +43,7 @@ RECORDS = (
     documents.ROW_BATCHES,
     documents.IMAGES,
     documents.OUTPUTS,
+    documents.OUTPUT_REFS,
     documents.SOURCES,
 )
 
@@ -66,6 +67,11 @@ class World:
 
     async def count(self, collection: str, query: dict[str, Any] | None = None) -> int:
         return await self.db[collection].count_documents(query or {})
+
+    async def refs(self, output: str) -> list[str]:
+        """The requests that refer to a shared output."""
+        found = self.db[documents.OUTPUT_REFS].find({"output": output})
+        return sorted([ref["request_id"] async for ref in found])
 
     def output(self, name: str) -> str:
         """The id of a shared output, as the processor names one made of bytes `name`."""

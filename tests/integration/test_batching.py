@@ -101,4 +101,4 @@ async def test_a_duplicate_insert_fails_its_own_caller_alone(
         return_exceptions=True,
     )
     assert isinstance(results[0], DuplicateKeyError)
-    assert results[1] is True
+    assert results[1] is None

@@ -104,8 +104,7 @@ class BatchedReader:
 
 class BatchedWriter:
     """`write(op)`: done once the op is applied in one bulk with others. An insert that meets
-    an existing `_id` raises DuplicateKeyError to its caller alone; `write` returns whether an
-    update matched a document (checked one by one only when the bulk says some did not)."""
+    an existing `_id` raises DuplicateKeyError to its caller alone."""
 
     def __init__(
         self, collection: AsyncCollection[Document], window: float = 0.05, enough: int = 16
@@ -113,21 +112,16 @@ class BatchedWriter:
         self._collection = collection
         self._window = _Window(window, enough, self._send)
 
-    async def write(self, op: Write, matched: Document | None = None) -> bool:
-        """Apply `op`. For an update, `matched` is a filter that holds afterwards exactly when
-        the update matched (it is read only if the bulk's count leaves doubt)."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._window.add((op, matched, done))
-        return await done
+    async def write(self, op: Write) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._window.add((op, done))
+        await done
 
-    async def _send(self, batch: list[tuple[Write, Document | None, asyncio.Future[bool]]]) -> None:
+    async def _send(self, batch: list[tuple[Write, asyncio.Future[None]]]) -> None:
         failed: dict[int, Exception] = {}
-        updates = sum(isinstance(op, UpdateOne) for op, _, _ in batch)
         try:
-            result = await self._collection.bulk_write([op for op, _, _ in batch], ordered=False)
-            all_matched = result.matched_count + result.upserted_count >= updates
+            await self._collection.bulk_write([op for op, _ in batch], ordered=False)
         except BulkWriteError as exc:
-            all_matched = False
             for error in exc.details.get("writeErrors", []):
                 failed[error["index"]] = (
                     DuplicateKeyError(error.get("errmsg", "duplicate key"))
@@ -137,21 +131,11 @@ class BatchedWriter:
             if exc.details.get("writeConcernErrors"):
                 failed = dict.fromkeys(range(len(batch)), exc)
         except Exception as exc:
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for index, (op, matched, done) in enumerate(batch):
+            failed = dict.fromkeys(range(len(batch)), exc)
+        for index, (_, done) in enumerate(batch):
             if done.done():
                 continue
             if index in failed:
                 done.set_exception(failed[index])
-            elif all_matched or not isinstance(op, UpdateOne) or matched is None:
-                done.set_result(True)
             else:
-                try:
-                    found = await self._collection.find_one(matched, {"_id": 1})
-                except Exception as exc:
-                    done.set_exception(exc)
-                else:
-                    done.set_result(found is not None)
+                done.set_result(None)

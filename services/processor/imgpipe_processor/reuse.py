@@ -226,7 +226,8 @@ class Reuser:
             return await self._make(body, own_key, shared=False)
         digest = hashlib.sha256(body).hexdigest()
         output = output_id(scope, digest, self._fingerprint)
-        made = await self._reuse(output, job, "same_bytes")
+        # A new source's bytes are most likely new too: look before referring.
+        made = await self._reuse(output, job, "same_bytes", look_first=known is None)
         if made is None:
             made = await self._make(body, shared_key(output), shared=True)
             about = output_about(
@@ -272,9 +273,12 @@ class Reuser:
             metrics.FULL_DOWNLOADS.inc()
         return fetched
 
-    async def _reuse(self, output: str, job: ImageRequested, how: Reuse) -> Made | None:
+    async def _reuse(
+        self, output: str, job: ImageRequested, how: Reuse, *, look_first: bool = False
+    ) -> Made | None:
         """The ready output `output`, now also the job's request's, if its file is there."""
-        doc = await self._store.use_output(output, job.request_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        doc = await self._store.use_output(output, job.request_id, now, look_first=look_first)
         if doc is None or not await self._files.exists(doc["key"]):
             return None
         metrics.REUSED.labels(how).inc()

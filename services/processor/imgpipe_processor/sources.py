@@ -38,19 +38,20 @@ class SourceStore:
 
     The common path only inserts: a database updates one document per transaction (a few
     tenths of a millisecond each) but inserts many in one. So a lease is a document of its
-    own (`source_leases`, ended by its time: a TTL index removes it), a new source's record
-    and a new output are inserted whole, and only a change to what is known updates."""
+    own (`source_leases`, ended by its time: a TTL index removes it), a reference to an output
+    too (`output_refs`), a new source's record and a new output are inserted whole, and only
+    a change to what is known updates."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._sources = db[documents.SOURCES]
         self._leases = db[documents.SOURCE_LEASES]
         self._outputs = db[documents.OUTPUTS]
         self._read_sources = BatchedReader(self._sources)
-        # An output's refs can be long (a placeholder shared by thousands of requests).
-        self._read_outputs = BatchedReader(self._outputs, projection={"refs": 0})
+        self._read_outputs = BatchedReader(self._outputs)
         self._write_sources = BatchedWriter(self._sources)
         self._write_leases = BatchedWriter(self._leases)
         self._write_outputs = BatchedWriter(self._outputs)
+        self._write_refs = BatchedWriter(db[documents.OUTPUT_REFS])
 
     async def source(self, source: str) -> Document | None:
         return await self._read_sources.get(source)
@@ -90,57 +91,45 @@ class SourceStore:
         """The origin no longer allows reuse (no-store, private): keep nothing of it."""
         await self._sources.delete_one({"_id": source})
 
-    async def use_output(self, output: str, request_id: str, now: datetime) -> Document | None:
+    async def use_output(
+        self, output: str, request_id: str, now: datetime, *, look_first: bool = False
+    ) -> Document | None:
         """The ready output `output`, now referred to by `request_id`; None if there is none
-        (never made, or being removed)."""
-        doc = await self._read_outputs.get(output)
-        if doc is None or doc.get("state") != READY:
+        (never made, or being removed). The reference goes in before the output's state is
+        read: a collector claims first and looks for references after, so either it sees
+        ours and gives the output back, or we see its claim. `look_first` reads once before
+        (bytes likely new: no reference is written for an output that does not exist)."""
+        if look_first and await self._read_outputs.get(output) is None:
             return None
-        referred = await self._write_outputs.write(
-            UpdateOne(
-                {"_id": output, "state": READY},
-                {
-                    "$addToSet": {"refs": request_id},
-                    "$set": {"last_used_at": now, "released_at": None},
-                },
-            ),
-            matched={"_id": output, "state": READY, "refs": request_id},
-        )
-        return doc if referred else None
+        await self._refer(output, request_id, now)
+        doc = await self._read_outputs.get(output)
+        return doc if doc is not None and doc.get("state") == READY else None
 
     async def add_output(
         self, output: str, about: Document, request_id: str, now: datetime
     ) -> None:
         """Record a stored output (after its file is written) as referred to by `request_id`.
         Raises OutputBeingRemoved if the collector is removing an earlier copy right now."""
-        new = {
-            "_id": output,
-            **about,
-            "state": READY,
-            "created_at": now,
-            "refs": [request_id],
-            "last_used_at": now,
-            "released_at": None,
-        }
+        await self._refer(output, request_id, now)
         try:
+            new = {"_id": output, **about, "state": READY, "created_at": now, "released_at": None}
             await self._write_outputs.write(InsertOne(new))
             return
         except DuplicateKeyError:
-            pass  # made before (the same bytes under another URL, or a race): refer to it
-        try:
-            await self._write_outputs.write(
-                UpdateOne(
-                    {"_id": output, "state": {"$ne": DELETING}},
-                    {
-                        "$setOnInsert": {**about, "state": READY, "created_at": now},
-                        "$addToSet": {"refs": request_id},
-                        "$set": {"last_used_at": now, "released_at": None},
-                    },
-                    upsert=True,
-                )
-            )
-        except DuplicateKeyError as exc:
-            raise OutputBeingRemoved(f"output {output} is being removed") from exc
+            pass  # made before (the same bytes under another URL, or a race)
+        earlier = await self._outputs.find_one({"_id": output}, {"state": 1})
+        if earlier is not None and earlier.get("state") == DELETING:
+            raise OutputBeingRemoved(f"output {output} is being removed")
+
+    async def _refer(self, output: str, request_id: str, now: datetime) -> None:
+        ref = {
+            "_id": documents.output_ref_id(output, request_id),
+            "output": output,
+            "request_id": request_id,
+            "at": now,
+        }
+        with contextlib.suppress(DuplicateKeyError):  # referred to already
+            await self._write_refs.write(InsertOne(ref))
 
 
 def output_about(
