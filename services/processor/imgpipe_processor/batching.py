@@ -107,7 +107,7 @@ class BatchedWriter:
     an existing `_id` raises DuplicateKeyError to its caller alone."""
 
     def __init__(
-        self, collection: AsyncCollection[Document], window: float = 0.05, enough: int = 16
+        self, collection: AsyncCollection[Document], window: float = 0.2, enough: int = 32
     ) -> None:
         self._collection = collection
         self._window = _Window(window, enough, self._send)
