@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import PIL
 
-from bench import corpus, hosts, local, pipeline, procstats, report
+from bench import corpus, hosts, local, pipeline, procstats, report, traced
 from bench.config import Config, load
 from bench.origin import Origin
 from bench.steps import attempt, say
@@ -81,6 +81,9 @@ async def system_runs(
             counted(session, system, origin, pipeline.batch(session, system, urls, 1, 0.25)),
         )
         _show_batch(run)
+        _clear_images(system)
+
+        _show_batch(await traced.run_2t(config, session, system, origin, items, results))
         _clear_images(system)
 
         say(f"4. pipeline: {config.latency_images} images, {config.latency_ms:g} ms latency")
@@ -191,15 +194,18 @@ async def main_async(config: Config) -> int:
         )
     if config.only == "hosts":
         await only_host_runs(config, small, results, log_dir)
+    elif config.only == "tracing":
+        await traced.only_tracing_runs(config, items, results, log_dir)
     else:
         await every_run(config, items, small, results, log_dir)
     results["total_seconds"] = time.perf_counter() - started
     rows = report.rows(results)
     if config.only:
-        rows = [row for row in rows if row.figure[0] in "89"]
+        shown = ("8", "9") if config.only == "hosts" else ("2.", "2t.")
+        rows = [r for r in rows if r.figure.startswith(shown) and "codec" not in r.figure]
     report.write(out, results, rows)
     print("\n" + report.table(rows) + "\n", flush=True)
-    runs = ("pipeline", "pipeline_latency", "pipeline_s3", "ingest", *hosts.RUNS)
+    runs = ("pipeline", "pipeline_traced", "pipeline_latency", "pipeline_s3", "ingest", *hosts.RUNS)
     for key in runs:
         other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
         if other and other["cpu_percent"] > 10:
@@ -264,15 +270,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["hosts"],
-        help="only these runs: 'hosts' for 8 and 9 (also BENCH_ONLY=hosts)",
+        choices=["hosts", "tracing"],
+        help="only these runs: 'hosts' for 8 and 9, 'tracing' for 2 and 2t (also BENCH_ONLY)",
     )
     args = parser.parse_args()
     config = load(args.quick)
     if args.only:
         config = replace(config, only=args.only)
-    if config.only not in ("", "hosts"):
-        parser.error(f"BENCH_ONLY={config.only!r}: the only choice is 'hosts'")
+    if config.only not in ("", "hosts", "tracing"):
+        parser.error(f"BENCH_ONLY={config.only!r}: the choices are 'hosts' and 'tracing'")
     try:
         code = asyncio.run(main_async(config))
     except (asyncio.CancelledError, KeyboardInterrupt):

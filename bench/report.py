@@ -36,6 +36,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     pipe, pipe_lat, pipe_s3 = r.get("pipeline"), r.get("pipeline_latency"), r.get("pipeline_s3")
     ingest, one = r.get("ingest"), r.get("one_image")
     repeat, dupes = r.get("pipeline_repeat"), r.get("pipeline_duplicates")
+    pipe_traced = r.get("pipeline_traced")
     ms = r["config"]["latency_ms"]
 
     def get(d: dict[str, Any] | None, key: str) -> float | None:
@@ -63,6 +64,13 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("2d. duplicates / codec limit", _ratio(dupes_rate, codec_rate), "x", ">= 5"),
         Row("2d. duplicates: downloads", get(dupes, "full_downloads"), "", "= distinct"),
         Row("2d. duplicates: encodes", get(dupes, "encodes"), "", "= distinct"),
+        Row("2t. pipeline, traced at 10% (OTLP)", get(pipe_traced, "images_per_s"), "img/s"),
+        Row(
+            "2t. traced / untraced (run 2)",
+            _ratio(get(pipe_traced, "images_per_s"), pipe_rate),
+            "x",
+            ">= 0.95",
+        ),
         Row("2s. pipeline, s3 backend (local moto)", s3_rate, "img/s"),
         Row("2s. pipeline s3 / local disk", _ratio(s3_rate, pipe_rate), "x"),
         Row("2s. GET /status p99, s3 backend", get(pipe_s3, "status_p99_ms"), "ms"),
@@ -88,6 +96,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         "2r. repeat: bodies downloaded": lambda v: v == 0,
         "2r. repeat: encodes": lambda v: v == 0,
         "2d. duplicates / codec limit": lambda v: v >= 5,
+        "2t. traced / untraced (run 2)": lambda v: v >= 0.95,
         "2d. duplicates: downloads": lambda v: v == distinct,
         "2d. duplicates: encodes": lambda v: v == distinct,
         f"4. pipeline {ms:g} ms / codec limit": lambda v: v >= 0.70,
@@ -170,6 +179,7 @@ def write(directory: Path, results: dict[str, Any], table_rows: list[Row]) -> No
     text = table(table_rows) + "\n"
     runs = (
         ("pipeline", "images"),
+        ("pipeline_traced", "images"),
         ("pipeline_latency", "images"),
         ("pipeline_s3", "images"),
         ("hosts_0ms", "images"),
