@@ -179,7 +179,8 @@ async def main_async(config: Config) -> int:
     results["machine"]["busy_before_percent"] = round(busy, 1)
     if busy > 15:
         say(f"WARNING: the machine is already {busy:.0f}% busy; the figures will be low")
-    count = config.small_corpus if config.only else max(config.corpus, config.small_corpus)
+    hosts_only = config.only == "hosts"
+    count = config.small_corpus if hosts_only else max(config.corpus, config.small_corpus)
     items = await asyncio.to_thread(corpus.build, count, config.seed, config.results)
     small = await asyncio.to_thread(
         corpus.build_small, items[: config.small_corpus], config.results

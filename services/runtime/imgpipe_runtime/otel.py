@@ -38,23 +38,37 @@ EXCLUDED_URLS = "/healthz,/metrics"
 _SUPPRESS_PLAIN = "suppress_instrumentation"
 
 
-class Tracing:
-    """The SDK's provider and exporter for this process, and the instrumented libraries."""
+def new_provider(service: str) -> TracerProvider:
+    """A provider for `service`, its sampler and resource from the standard variables."""
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, but attributes
+    # passed to it would win over them: the service's own name goes in only where neither
+    # named it (the SDK's default is "unknown_service..."). The provider reads
+    # OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself.
+    resource = Resource.create()
+    named = str(resource.attributes.get(SERVICE_NAME, ""))
+    if not named or named.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: service}))
+    return TracerProvider(resource=resource)
 
-    def __init__(self, service: str) -> None:
-        # Resource.create applies OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES over this.
-        self._provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
-        self._provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        trace.set_tracer_provider(self._provider)
-        self._tracer = self._provider.get_tracer("imgpipe")
-        # The dependency check reads every installed distribution's metadata; the versions
-        # are pinned in uv.lock, so it would only slow start-up down.
-        for instrumentor in (
-            AioPikaInstrumentor(),
-            AioHttpClientInstrumentor(),
-            PymongoInstrumentor(),
-        ):
-            instrumentor.instrument(tracer_provider=self._provider, skip_dep_check=True)
+
+def start(service: str) -> Tracing:
+    """Export this process's spans over OTLP/HTTP and instrument the libraries it uses."""
+    provider = new_provider(service)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    # The dependency check reads every installed distribution's metadata; the versions are
+    # pinned in uv.lock, so it would only slow start-up down.
+    for instrumentor in (AioPikaInstrumentor(), AioHttpClientInstrumentor(), PymongoInstrumentor()):
+        instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
+    return Tracing(provider)
+
+
+class Tracing:
+    """What imgpipe adds to the instrumentations, over one provider."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self._provider = provider
+        self._tracer = provider.get_tracer("imgpipe")
 
     def shutdown(self) -> None:
         self._provider.shutdown()

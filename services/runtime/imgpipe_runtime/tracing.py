@@ -39,7 +39,7 @@ def start(service: str) -> None:
     if _otel is None and wanted():
         from imgpipe_runtime import otel
 
-        _otel = otel.Tracing(service)
+        _otel = otel.start(service)
         logs.TRACE_IDS = _otel.log_ids
     metrics.TRACING_ENABLED.set(1 if _otel is not None else 0)
 
