@@ -202,11 +202,12 @@ async def main_async(config: Config) -> int:
     results["total_seconds"] = time.perf_counter() - started
     rows = report.rows(results)
     if config.only:
-        shown = ("8", "9") if config.only == "hosts" else ("2.", "2t.")
+        shown = ("8", "9") if config.only == "hosts" else ("2.", "2t.", "2a.")
         rows = [r for r in rows if r.figure.startswith(shown) and "codec" not in r.figure]
     report.write(out, results, rows)
     print("\n" + report.table(rows) + "\n", flush=True)
-    runs = ("pipeline", "pipeline_traced", "pipeline_latency", "pipeline_s3", "ingest", *hosts.RUNS)
+    runs = ("pipeline", "pipeline_traced", "pipeline_again", "pipeline_latency", "pipeline_s3")
+    runs = (*runs, "ingest", *hosts.RUNS)
     for key in runs:
         other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
         if other and other["cpu_percent"] > 10:

@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from imgpipe_dev.otlp import OtlpReceiver, ReceivedSpan
-from tests.conftest import Namespace, new_namespace
+from imgpipe_dev.otlp import OtlpReceiver, ReceivedSpan, render_tree
+from tests.conftest import REPO, Namespace, new_namespace
 from tests.e2e.conftest import (
     Origin,
     RunningStack,
@@ -25,6 +25,8 @@ from tests.e2e.conftest import (
 from tests.e2e.test_pipeline import seed_csv, upload, wait_for_final_status
 
 SERVICES = {"ingest", "processor", "status", "notifier"}
+# The trace the test received, as a tree (the README shows one; Jaeger cannot run here).
+TREE = REPO / "results" / "trace-tree.txt"
 # The seed CSV: six URLs, five of them photos the origin serves.
 IMAGES, PHOTOS = 6, 5
 
@@ -111,6 +113,8 @@ async def test_one_upload_is_one_trace_across_the_four_services(
 
     found = await eventually(complete, within=30)
     assert isinstance(found, list)
+    TREE.parent.mkdir(exist_ok=True)
+    TREE.write_text(render_tree(found) + "\n")
     by_id = {s.span_id: s for s in found}
     # One tree: every span's parent is in the trace, but the upload's request span, the root.
     roots = [s for s in found if s.parent_span_id not in by_id]

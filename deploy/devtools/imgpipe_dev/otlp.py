@@ -124,6 +124,29 @@ class OtlpReceiver:
         )
 
 
+def render_tree(spans: list[ReceivedSpan]) -> str:
+    """One trace as an indented tree (service, kind, name, duration), children in start order;
+    spans whose parent did not arrive are roots."""
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[ReceivedSpan]] = {}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        parent = span.parent_span_id if span.parent_span_id in ids else ""
+        children.setdefault(parent, []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: str, depth: int) -> None:
+        for span in children.get(parent, []):
+            ms = (span.end_ns - span.start_ns) / 1e6
+            links = f" (links {len(span.links)})" if span.links else ""
+            lines.append(
+                f"{'  ' * depth}{span.service:<9} {span.kind:<8} {span.name}  {ms:.1f} ms{links}"
+            )
+            walk(span.span_id, depth + 1)
+
+    walk("", 0)
+    return "\n".join(lines)
+
+
 def _span(service: str, span: Any) -> ReceivedSpan:
     return ReceivedSpan(
         service=service,
