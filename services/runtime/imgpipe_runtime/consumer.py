@@ -135,7 +135,7 @@ class Consumer:
 
     async def _run(self, batch: list[Received]) -> None:
         try:
-            with tracing.handling([trace for _, _, trace in batch], f"{self._spec.base} batch"):
+            with tracing.handling([trace for _, _, trace in batch], self._spec.base):
                 await self._handler([delivery for _, delivery, _ in batch])
         except asyncio.CancelledError:
             raise

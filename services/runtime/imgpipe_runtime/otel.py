@@ -16,6 +16,7 @@ instrumentation checks first); the trace context still travels on in message hea
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -34,6 +35,7 @@ from opentelemetry.trace import Link, SpanContext
 
 # Liveness and metrics probes arrive every few seconds and say nothing about a request.
 EXCLUDED_URLS = "/healthz,/metrics"
+_EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 # The plain-string twin of the suppression key, which some instrumentations check instead.
 _SUPPRESS_PLAIN = "suppress_instrumentation"
 
@@ -74,8 +76,13 @@ class Tracing:
         self._provider.shutdown()
 
     def instrument_app(self, app: Any) -> None:
+        # The instrumentation's own variables win over imgpipe's default, as they would
+        # without one.
+        excluded = next(
+            (os.environ[v] for v in _EXCLUDED_URLS_VARIABLES if os.environ.get(v)), EXCLUDED_URLS
+        )
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=self._provider, excluded_urls=EXCLUDED_URLS
+            app, tracer_provider=self._provider, excluded_urls=excluded
         )
 
     def headers(self) -> dict[str, str]:
@@ -122,7 +129,7 @@ class Tracing:
             self._tracer.start_span(name, start_time=start_ns, attributes=attributes).end(end_ns)
 
     @contextmanager
-    def handling(self, contexts: Sequence[object | None], name: str) -> Iterator[None]:
+    def handling(self, contexts: Sequence[object | None], queue: str) -> Iterator[None]:
         found = [c for c in contexts if isinstance(c, context.Context)]
         if not found:
             yield
@@ -141,7 +148,9 @@ class Tracing:
         links = [Link(s) for s in spans if s is not sampled[0]]
         with (
             self.attached(_with_suppression(parent, False)),
-            self._tracer.start_as_current_span(name, links=links, attributes={"batch": len(found)}),
+            self._tracer.start_as_current_span(
+                f"{queue} batch", links=links, attributes={"batch": len(found)}
+            ),
         ):
             yield
 

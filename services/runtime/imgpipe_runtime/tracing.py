@@ -104,13 +104,13 @@ def recording() -> bool:
     return _otel is not None and _otel.recording()
 
 
-def handling(contexts: Sequence[object | None], name: str) -> AbstractContextManager[object]:
+def handling(contexts: Sequence[object | None], queue: str) -> AbstractContextManager[object]:
     """Around a consumer's handler. One delivery: in its own context. Several (a batch mixes
-    requests): a span joined to the first sampled one's trace and linked to all of them.
-    A trace that is not sampled suppresses the instrumentations altogether."""
+    requests): a span `<queue> batch` joined to the first sampled one's trace and linked to
+    all of them. A trace that is not sampled suppresses the instrumentations altogether."""
     if _otel is None:
         return nullcontext()
-    return _otel.handling(contexts, name)
+    return _otel.handling(contexts, queue)
 
 
 def joined(parent: str | None, name: str, **attributes: Any) -> AbstractContextManager[object]:
