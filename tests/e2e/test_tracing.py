@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, expect
 
 from imgpipe_dev.otlp import OtlpReceiver, ReceivedSpan, render_tree
 from tests.conftest import REPO, Namespace, new_namespace
@@ -22,7 +23,10 @@ from tests.e2e.conftest import (
     stack_running,
     webhook_payload,
 )
+from tests.e2e.test_dashboard import browser
 from tests.e2e.test_pipeline import seed_csv, upload, wait_for_final_status
+
+__all__ = ["browser"]  # the Chromium fixture of the dashboard tests
 
 SERVICES = {"ingest", "processor", "status", "notifier"}
 # The trace the test received, as a tree (the README shows one; Jaeger cannot run here).
@@ -103,8 +107,13 @@ async def test_one_upload_is_one_trace_across_the_four_services(
         names = [(s.service, s.kind, s.name) for s in found]
         downloads = http_calls(found, "processor", "GET")
         webhooks = http_calls(found, "notifier", "POST")
+        ids = {s.span_id for s in found}
+        # One tree: every span's parent is in the trace but the root's (a parent ends, and so
+        # is exported, after its children).
+        roots = [(s.service, s.kind) for s in found if s.parent_span_id not in ids]
         done = (
-            {s.service for s in found} == SERVICES
+            roots == [("ingest", "server")]
+            and {s.service for s in found} == SERVICES
             and len(downloads) == IMAGES
             and names.count(("processor", "internal", "recompress in worker")) == PHOTOS
             and len(webhooks) == 1
@@ -116,9 +125,6 @@ async def test_one_upload_is_one_trace_across_the_four_services(
     TREE.parent.mkdir(exist_ok=True)
     TREE.write_text(render_tree(found) + "\n")
     by_id = {s.span_id: s for s in found}
-    # One tree: every span's parent is in the trace, but the upload's request span, the root.
-    roots = [s for s in found if s.parent_span_id not in by_id]
-    assert [(r.service, r.kind) for r in roots] == [("ingest", "server")], roots
     images = [s for s in found if s.name == "process image"]
     assert len(images) == IMAGES
     assert {s.attributes["imgpipe.request_id"] for s in images} == {request_id}
@@ -135,6 +141,19 @@ async def test_one_upload_is_one_trace_across_the_four_services(
         ours = [line for line in lines if line["trace_id"] == trace_id]
         assert ours, f"no log line of {service} carries the trace id"
         assert all(re.fullmatch(r"[0-9a-f]{16}", str(line["span_id"])) for line in ours)
+
+
+async def test_the_dashboard_shows_a_traced_requests_trace_id(
+    traced_stack: RunningStack, origin: Origin, browser: Browser
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        accepted = await upload(session, traced_stack, seed_csv(origin.base_url), "")
+        status = await wait_for_final_status(session, accepted["status_url"])
+    page = await browser.new_page()
+    await page.goto(f"{traced_stack.status_url}/dashboard/#/requests/{accepted['request_id']}")
+    await expect(page.locator("#status")).to_have_text("Completed")
+    await expect(page.locator("#trace-id")).to_have_text(status["trace_id"])
+    await page.close()
 
 
 def http_calls(spans: list[ReceivedSpan], service: str, method: str) -> list[ReceivedSpan]:
