@@ -83,8 +83,7 @@ async def system_runs(
         _show_batch(run)
         _clear_images(system)
 
-        _show_batch(await traced.run_2t(config, session, system, origin, items, results))
-        _clear_images(system)
+        _show_batch(await traced.run_2t(config, origin, items, results, log_dir))
 
         say(f"4. pipeline: {config.latency_images} images, {config.latency_ms:g} ms latency")
         origin.set_latency(config.latency_ms)
