@@ -24,6 +24,13 @@ from bench.origin import Origin
 from bench.steps import attempt, say
 from bench.system import System, on_s3, running_system, webhook_receiver
 
+# BENCH_ONLY's choices, and the figures each reports.
+ONLY_ROWS = {
+    "hosts": ("8", "8a", "8b", "9"),
+    "reuse": ("1", "2", "2r", "2d"),
+    "tracing": ("2", "2t", "2a"),
+}
+
 
 def urls_for(origin: Origin, items: list[corpus.Item], count: int, tag: str) -> list[str]:
     """`count` distinct URLs cycling through the corpus (the query makes each one unique)."""
@@ -50,9 +57,11 @@ async def system_runs(
         )
         if origin.process is not None:
             system.watch["origin"] = [origin.process.pid]
-        say(f"7. one image at a time to its webhook, {config.one_image_runs} runs")
-        singles = urls_for(origin, items, config.one_image_runs, "one")
-        await attempt(results, "one_image", pipeline.one_image(session, system, receiver, singles))
+        if config.only != "reuse":
+            say(f"7. one image at a time to its webhook, {config.one_image_runs} runs")
+            singles = urls_for(origin, items, config.one_image_runs, "one")
+            one = pipeline.one_image(session, system, receiver, singles)
+            await attempt(results, "one_image", one)
 
         say(f"2+6. pipeline: {config.images} images, {config.pollers} status pollers")
         urls = urls_for(origin, items, config.images, "run2")
@@ -82,6 +91,8 @@ async def system_runs(
         )
         _show_batch(run)
         _clear_images(system)
+        if config.only == "reuse":
+            return
 
         _show_batch(await traced.run_2t(config, origin, items, results, log_dir))
 
@@ -192,7 +203,7 @@ async def main_async(config: Config) -> int:
             f"{results[key]['megapixels_min']}-{results[key]['megapixels_max']} MP, "
             f"mean {results[key]['megapixels_mean']} MP"
         )
-    if config.only == "hosts":
+    if hosts_only:
         await only_host_runs(config, small, results, log_dir)
     elif config.only == "tracing":
         await traced.only_tracing_runs(config, items, results, log_dir)
@@ -201,8 +212,10 @@ async def main_async(config: Config) -> int:
     results["total_seconds"] = time.perf_counter() - started
     rows = report.rows(results)
     if config.only:
-        shown = ("8", "9") if config.only == "hosts" else ("2.", "2t.", "2a.")
-        rows = [r for r in rows if r.figure.startswith(shown) and "codec" not in r.figure]
+        rows = [row for row in rows if row.figure.split(".")[0] in ONLY_ROWS[config.only]]
+        if config.only == "tracing":
+            # No codec limit is timed in this mode.
+            rows = [row for row in rows if "codec" not in row.figure]
     report.write(out, results, rows)
     print("\n" + report.table(rows) + "\n", flush=True)
     runs = ("pipeline", "pipeline_traced", "pipeline_again", "pipeline_latency", "pipeline_s3")
@@ -246,6 +259,9 @@ async def every_run(
             items[n % len(items)] for n in range(min(config.images, config.codec_images))
         ]
         await attempt(results, "codec", asyncio.to_thread(local.codec_limit, codec_items))
+        if config.only == "reuse":
+            await system_runs(config, origin, items, small, results, log_dir)
+            return
         say(f"3. naive sequential: {config.naive_images} images")
         urls = urls_for(origin, items, config.naive_images, "naive")
         await attempt(results, "naive", asyncio.to_thread(local.naive, urls))
@@ -271,15 +287,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["hosts", "tracing"],
-        help="only these runs: 'hosts' for 8 and 9, 'tracing' for 2 and 2t (also BENCH_ONLY)",
+        choices=list(ONLY_ROWS),
+        help="only these runs: 'hosts' for 8 and 9, 'reuse' for 1, 2, 2r and 2d, 'tracing' "
+        "for 2, 2t and 2a (also BENCH_ONLY=...)",
     )
     args = parser.parse_args()
     config = load(args.quick)
     if args.only:
         config = replace(config, only=args.only)
-    if config.only not in ("", "hosts", "tracing"):
-        parser.error(f"BENCH_ONLY={config.only!r}: the choices are 'hosts' and 'tracing'")
+    if config.only not in ("", *ONLY_ROWS):
+        parser.error(f"BENCH_ONLY={config.only!r}: the choices are {', '.join(ONLY_ROWS)}")
     try:
         code = asyncio.run(main_async(config))
     except (asyncio.CancelledError, KeyboardInterrupt):

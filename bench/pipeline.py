@@ -30,7 +30,14 @@ async def upload(
     form.add_field("file", body, filename="products.csv", content_type="text/csv")
     if webhook_url:
         form.add_field("webhook_url", webhook_url)
-    async with session.post(f"{system.ingest_url}/upload/", data=form) as response:
+    # A connection of its own: a POST is not retried, and a pooled connection that the server's
+    # keep-alive timeout (5 s) is closing just then fails the whole run.
+    async with (
+        aiohttp.ClientSession(
+            timeout=session.timeout, connector=aiohttp.TCPConnector(force_close=True)
+        ) as own,
+        own.post(f"{system.ingest_url}/upload/", data=form) as response,
+    ):
         accepted: dict[str, Any] = await response.json()
         if response.status != 202:
             raise RuntimeError(f"upload answered {response.status}: {str(accepted)[:500]}")

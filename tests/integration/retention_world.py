@@ -43,6 +43,7 @@ RECORDS = (
     documents.ROW_BATCHES,
     documents.IMAGES,
     documents.OUTPUTS,
+    documents.OUTPUT_REFS,
     documents.SOURCES,
 )
 
@@ -67,6 +68,11 @@ class World:
     async def count(self, collection: str, query: dict[str, Any] | None = None) -> int:
         return await self.db[collection].count_documents(query or {})
 
+    async def refs(self, output: str) -> list[str]:
+        """The requests that refer to a shared output."""
+        found = self.db[documents.OUTPUT_REFS].find({"output": output})
+        return sorted([ref["request_id"] async for ref in found])
+
     def output(self, name: str) -> str:
         """The id of a shared output, as the processor names one made of bytes `name`."""
         return output_id(SHARED_SCOPE, hashlib.sha256(name.encode()).hexdigest(), "test")
@@ -84,10 +90,7 @@ class World:
         source = source_id(SHARED_SCOPE, f"http://origin.test/{name}")
         about = {"scope": SHARED_SCOPE, "url": f"http://origin.test/{name}"}
         known = await self.sources.source(source)
-        until = now + timedelta(seconds=30)
-        lease = await self.sources.take_lease(source, known, now, until, about)
-        assert lease is not None
-        await self.sources.release(lease, {"output_id": oid})
+        await self.sources.record(source, known, about | {"output_id": oid})
         return key
 
     async def finished(self, images: list[str], tenant: str | None = None) -> str:

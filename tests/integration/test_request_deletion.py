@@ -41,7 +41,7 @@ async def records_of(world: World, request_id: str) -> dict[str, int]:
         "products": await world.count(documents.PRODUCTS, by_request),
         "row_batches": await world.count(documents.ROW_BATCHES, by_request),
         "images": await world.count(documents.IMAGES, by_request),
-        "refs": await world.count(documents.OUTPUTS, {"refs": request_id}),
+        "refs": await world.count(documents.OUTPUT_REFS, by_request),
     }
 
 
@@ -69,8 +69,8 @@ async def test_deleting_a_request_removes_its_records_files_and_references_not_w
     assert f"outputs/output_{a}.csv" not in keys and own_a not in keys
     # B's image and its links stay; the image only A used waits for the collector.
     shared = {doc["_id"]: doc async for doc in world.db[documents.OUTPUTS].find()}
-    assert (shared[cat]["refs"], shared[cat]["released_at"]) == ([b], None)
-    assert shared[fox]["refs"] == [] and shared[fox]["released_at"] is not None
+    assert (await world.refs(cat), shared[cat]["released_at"]) == ([b], None)
+    assert await world.refs(fox) == [] and shared[fox]["released_at"] is not None
     assert {shared[cat]["key"], shared[fox]["key"], f"outputs/output_{b}.csv"} <= set(keys)
     assert (await records_of(world, b))["products"] == 1
     assert await world.repository.get_request(b) is not None

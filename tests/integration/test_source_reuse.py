@@ -117,10 +117,7 @@ async def test_a_lease_left_by_a_processor_that_died_is_taken_over_when_it_ends(
     encoder = CountingEncoder()
     url = catalog.url("etag", 2)
     now = datetime.now(UTC)
-    about = {"scope": SHARED_SCOPE, "url": url}
-    dead = await store.take_lease(
-        source_id(SHARED_SCOPE, url), None, now, now + timedelta(seconds=1), about
-    )
+    dead = await store.take_lease(source_id(SHARED_SCOPE, url), now, now + timedelta(seconds=1))
     assert dead is not None
     async with aiohttp.ClientSession() as session:
         made = await processor(store, files, session, encoder).image_for(job(url), "images/x/a.jpg")
@@ -132,23 +129,22 @@ async def test_an_output_being_removed_is_not_reused_nor_recorded_over(
     store: SourceStore, ns: Namespace, mongo: AsyncMongoClient[dict[str, object]]
 ) -> None:
     outputs = mongo[ns.database][documents.OUTPUTS]
-    await outputs.insert_one({"_id": "o1", "state": "deleting", "refs": []})
+    await outputs.insert_one({"_id": "o1", "state": "deleting"})
     now = datetime.now(UTC)
     assert await store.use_output("o1", "r1", now) is None
     with pytest.raises(OutputBeingRemoved):
         await store.add_output("o1", {"key": "images/shared/o1.jpg"}, "r1", now)
-    assert (await outputs.find_one({"_id": "o1"}))["refs"] == []  # type: ignore[index]
+    assert (await outputs.find_one({"_id": "o1"}))["state"] == "deleting"  # type: ignore[index]
 
 
-async def test_using_an_output_adds_the_request_once_and_clears_its_release(
+async def test_using_an_output_refers_to_it_once_per_request(
     store: SourceStore, ns: Namespace, mongo: AsyncMongoClient[dict[str, object]]
 ) -> None:
-    outputs = mongo[ns.database][documents.OUTPUTS]
+    refs = mongo[ns.database][documents.OUTPUT_REFS]
     now = datetime.now(UTC)
     await store.add_output("o2", {"key": "images/shared/o2.jpg"}, "r1", now)
-    await outputs.update_one({"_id": "o2"}, {"$set": {"released_at": now}})
     for _ in range(2):
         assert await store.use_output("o2", "r2", now) is not None
-    doc = await outputs.find_one({"_id": "o2"})
-    assert doc is not None
-    assert (doc["refs"], doc["released_at"], doc["state"]) == (["r1", "r2"], None, "ready")
+    assert await store.use_output("o3", "r2", now, look_first=True) is None
+    found = sorted([(ref["output"], ref["request_id"]) async for ref in refs.find()])
+    assert found == [("o2", "r1"), ("o2", "r2")]

@@ -9,6 +9,7 @@ import pytest
 
 from imgpipe_processor.caching import (
     SHARED_SCOPE,
+    answer_changed,
     conditional_headers,
     directives,
     freshness,
@@ -108,3 +109,21 @@ def test_another_quality_gives_another_output_for_the_same_bytes() -> None:
 def test_a_shared_key_is_made_of_the_output_id_only() -> None:
     made = output_id("*", "ab" * 32, output_fingerprint(50))
     assert shared_key(made) == f"images/shared/{made[:2]}/{made}.jpg"
+
+
+def test_an_answer_that_changes_only_its_date_and_age_is_not_a_change() -> None:
+    stored = {"etag": '"v1"', "date": "Fri, 04 Dec 2026 11:00:00 GMT", "age": "3"}
+    received = {"etag": '"v1"', "date": "Fri, 04 Dec 2026 12:00:00 GMT"}
+    assert not answer_changed(stored, received)
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        {"etag": '"v2"'},
+        {"etag": '"v1"', "cache-control": "max-age=60"},
+        {"etag": '"v1"', "last-modified": "Fri, 04 Dec 2026 10:00:00 GMT"},
+    ],
+)
+def test_an_answer_with_other_validators_or_lifetime_is_a_change(received: dict[str, str]) -> None:
+    assert answer_changed({"etag": '"v1"', "date": "Fri, 04 Dec 2026 11:00:00 GMT"}, received)

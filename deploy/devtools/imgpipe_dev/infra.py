@@ -108,7 +108,11 @@ class SecantusServer:
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}"
+        # Without retryable writes: SecantusDB keeps their records in memory (so they protect
+        # nothing across its restart) and scans all of them, up to 10,000, on every write;
+        # measured: 0.9 ms of its CPU per bulk write without, 1.5-3.5 ms with as they fill.
+        # The services take the URL as given, so a real MongoDB keeps them.
+        return f"mongodb://127.0.0.1:{self.port}/?retryWrites=false"
 
     def start(self, timeout: float = 60) -> None:
         if self.storage_path != ":memory:":

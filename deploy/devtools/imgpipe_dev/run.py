@@ -53,6 +53,8 @@ def running_system(env: Mapping[str, str], log_dir: Path | None) -> Iterator[Sta
     database: SecantusServer | None = ensure_mongodb(
         env["MONGODB_URL"], str(DATA / "mongo"), DATA / "secantus.log"
     )
+    if database is not None:
+        env = {**env, "MONGODB_URL": database.url}
     stack = Stack(env, log_dir=log_dir)
     try:
         stack.start()

@@ -21,14 +21,17 @@ through these helpers.
 - `webhook_deliveries` (the notifier's): one document per webhook delivered, `_id` = webhook
   id (the completion's event id), so a completion met again is not called back again.
 - `sources` (the processor's): one document per URL and reuse scope, `_id` = a hash of both:
-  the last answer's validators and lifetime, the hash of its bytes, the output made of them,
-  and a lease while one processor fetches it (so others wait instead of fetching it too).
+  the last answer's validators and lifetime, the hash of its bytes and the output made of them.
+  `source_leases`: one while a processor fetches a new source (others wait instead of fetching
+  it too), ended by its time (a TTL index).
 - `outputs`: one document per stored output that requests may share, `_id` = a hash of scope,
-  source bytes and settings; `refs` lists the requests whose links point at it. The processor
-  adds a request before announcing its outcome; deleting a request pulls it, and sets
-  `released_at` when it was the last; the status service's collector removes an output nobody
-  refers to once `released_at` is older than a grace period (`state` "deleting" while it does,
-  with `deleting_since` and the claiming `collector`).
+  source bytes and settings. `output_refs`: one document per request whose links point at an
+  output (`_id` = output id + ":" + request id), inserted by the processor before it looks at
+  the output's state and before it announces the outcome. Deleting a request removes its
+  references, and sets `released_at` on the outputs it was the last to refer to; the status
+  service's collector claims an output whose `released_at` is older than a grace period
+  (`state` "deleting", with `deleting_since` and the claiming `collector`), then looks for
+  references, and gives it back if it finds one.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ API_KEYS = "api_keys"
 UPLOAD_WINDOWS = "upload_windows"
 WEBHOOK_DELIVERIES = "webhook_deliveries"
 SOURCES = "sources"
+SOURCE_LEASES = "source_leases"
 OUTPUTS = "outputs"
+OUTPUT_REFS = "output_refs"
 DUPLICATE_KEY = 11000
 
 
@@ -162,6 +167,8 @@ class IndexSpec:
     collection: str
     keys: tuple[tuple[str, int], ...]
     name: str
+    # A TTL index: the server deletes a document this many seconds after the indexed time.
+    expire_after: int | None = None
 
 
 INDEXES = (
@@ -176,7 +183,14 @@ INDEXES = (
     IndexSpec(REQUESTS, (("tenant", 1), ("status", 1)), "tenant_by_status"),
     IndexSpec(REQUESTS, (("completed_at", 1),), "completed_first"),
     IndexSpec(REQUESTS, (("deleting_since", 1),), "requests_being_deleted"),
-    IndexSpec(OUTPUTS, (("refs", 1),), "outputs_by_request"),
+    IndexSpec(OUTPUT_REFS, (("output", 1),), "refs_by_output"),
+    IndexSpec(OUTPUT_REFS, (("request_id", 1),), "refs_by_request"),
     IndexSpec(OUTPUTS, (("released_at", 1),), "outputs_released"),
     IndexSpec(SOURCES, (("output_id", 1),), "sources_by_output"),
+    IndexSpec(SOURCE_LEASES, (("until", 1),), "leases_ended", expire_after=0),
 )
+
+
+def output_ref_id(output_id: str, request_id: str) -> str:
+    """`_id` of the reference from a request to a shared output: one per pair."""
+    return f"{output_id}:{request_id}"

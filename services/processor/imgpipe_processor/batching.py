@@ -9,6 +9,7 @@ unordered `bulk_write`; each caller still gets its own answer, or its own error.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -23,21 +24,45 @@ Write = InsertOne[Document] | UpdateOne
 
 
 class _Window:
-    """Calls `flush(items)` with what was added within `seconds` of the first addition."""
+    """Calls `flush(items)` with the items added together.
 
-    def __init__(self, seconds: float, flush: Callable[[list[Any]], Any]) -> None:
+    A lone addition goes at the next turn of the event loop, with whatever the other jobs of
+    its batch message add in the same turn: a single image waits for nothing. In a stream
+    (`STREAM` additions within `seconds`) the first of the next group waits up to `seconds`
+    for company, so that one round trip serves many images; `enough` items go at once.
+    """
+
+    STREAM = 3
+
+    def __init__(self, seconds: float, enough: int, flush: Callable[[list[Any]], Any]) -> None:
         self._seconds = seconds
+        self._enough = enough
         self._flush = flush
         self._pending: list[Any] = []
+        self._timer: asyncio.Handle | None = None
+        self._recent: deque[float] = deque(maxlen=self.STREAM)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, item: Any) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_later(self._seconds, self._go)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        streaming = len(self._recent) == self.STREAM and now - self._recent[0] < self._seconds
+        self._recent.append(now)
         self._pending.append(item)
+        if len(self._pending) >= self._enough:
+            self._go()
+        elif self._timer is None:
+            self._timer = (
+                loop.call_later(self._seconds, self._go) if streaming else loop.call_soon(self._go)
+            )
 
     def _go(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch, self._pending = self._pending, []
+        if not batch:
+            return
         task = asyncio.create_task(self._flush(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -49,12 +74,13 @@ class BatchedReader:
     def __init__(
         self,
         collection: AsyncCollection[Document],
-        window: float = 0.005,
+        window: float = 0.02,
+        enough: int = 32,
         projection: Document | None = None,
     ) -> None:
         self._collection = collection
         self._projection = projection
-        self._window = _Window(window, self._read)
+        self._window = _Window(window, enough, self._read)
 
     async def get(self, key: str) -> Document | None:
         done: asyncio.Future[Document | None] = asyncio.get_running_loop().create_future()
@@ -78,28 +104,24 @@ class BatchedReader:
 
 class BatchedWriter:
     """`write(op)`: done once the op is applied in one bulk with others. An insert that meets
-    an existing `_id` raises DuplicateKeyError to its caller alone; `write` returns whether an
-    update matched a document (checked one by one only when the bulk says some did not)."""
+    an existing `_id` raises DuplicateKeyError to its caller alone."""
 
-    def __init__(self, collection: AsyncCollection[Document], window: float = 0.01) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], window: float = 0.05, enough: int = 16
+    ) -> None:
         self._collection = collection
-        self._window = _Window(window, self._send)
+        self._window = _Window(window, enough, self._send)
 
-    async def write(self, op: Write, matched: Document | None = None) -> bool:
-        """Apply `op`. For an update, `matched` is a filter that holds afterwards exactly when
-        the update matched (it is read only if the bulk's count leaves doubt)."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._window.add((op, matched, done))
-        return await done
+    async def write(self, op: Write) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._window.add((op, done))
+        await done
 
-    async def _send(self, batch: list[tuple[Write, Document | None, asyncio.Future[bool]]]) -> None:
+    async def _send(self, batch: list[tuple[Write, asyncio.Future[None]]]) -> None:
         failed: dict[int, Exception] = {}
-        updates = sum(isinstance(op, UpdateOne) for op, _, _ in batch)
         try:
-            result = await self._collection.bulk_write([op for op, _, _ in batch], ordered=False)
-            all_matched = result.matched_count + result.upserted_count >= updates
+            await self._collection.bulk_write([op for op, _ in batch], ordered=False)
         except BulkWriteError as exc:
-            all_matched = False
             for error in exc.details.get("writeErrors", []):
                 failed[error["index"]] = (
                     DuplicateKeyError(error.get("errmsg", "duplicate key"))
@@ -109,21 +131,11 @@ class BatchedWriter:
             if exc.details.get("writeConcernErrors"):
                 failed = dict.fromkeys(range(len(batch)), exc)
         except Exception as exc:
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for index, (op, matched, done) in enumerate(batch):
+            failed = dict.fromkeys(range(len(batch)), exc)
+        for index, (_, done) in enumerate(batch):
             if done.done():
                 continue
             if index in failed:
                 done.set_exception(failed[index])
-            elif all_matched or not isinstance(op, UpdateOne) or matched is None:
-                done.set_result(True)
             else:
-                try:
-                    found = await self._collection.find_one(matched, {"_id": 1})
-                except Exception as exc:
-                    done.set_exception(exc)
-                else:
-                    done.set_result(found is not None)
+                done.set_result(None)

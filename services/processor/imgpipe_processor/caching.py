@@ -141,3 +141,17 @@ def may_skip_asking(
     the lifetime its origin gave, or for the request that just checked it (the same URL again
     in one request is one image)."""
     return validated_for == request_id or (fresh_until is not None and now < fresh_until)
+
+
+# Headers every answer carries anew: a 304 that changes only these teaches nothing new.
+_PER_ANSWER = frozenset({"date", "age"})
+
+
+def answer_changed(stored: Mapping[str, str], received: Mapping[str, str]) -> bool:
+    """Whether an answer's headers (names lower-case) differ from the stored ones in more than
+    their `Date` and `Age`."""
+
+    def lasting(headers: Mapping[str, str]) -> dict[str, str]:
+        return {name: value for name, value in headers.items() if name not in _PER_ANSWER}
+
+    return lasting(stored) != lasting(received)

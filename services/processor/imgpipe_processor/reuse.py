@@ -23,6 +23,7 @@ from imgpipe_contracts.events import ImageRequested, Reuse
 from imgpipe_processor import metrics
 from imgpipe_processor.caching import (
     ReuseScope,
+    answer_changed,
     conditional_headers,
     freshness,
     may_skip_asking,
@@ -166,11 +167,10 @@ class Reuser:
                     if made is not None:
                         return made
                 # A known source is asked about without a lease: two processors asking at
-                # once cost a conditional GET each, and a lease two writes per image.
+                # once cost a conditional GET each, and a lease a write per image.
                 lease = None
                 break
-            about = {"scope": scope, "url": job.url}
-            lease = await self._store.take_lease(source, known, now, now + self._lease, about)
+            lease = await self._store.take_lease(source, now, now + self._lease)
             if lease is not None:
                 break
             # Another processor is fetching it: its answer (or its lease's end) comes soon.
@@ -207,9 +207,9 @@ class Reuser:
             headers = stored | fetched.headers
             if made is not None:
                 changes = _validated(job, headers, now)
-                # Nothing learnt (the same headers, no lifetime): no write.
-                if lease is not None or headers != stored or changes["fresh_until"]:
-                    await self._store.record(source, lease, changes)
+                # Nothing learnt (the same headers but a new Date, no lifetime): no write.
+                if answer_changed(stored, headers) or changes["fresh_until"]:
+                    await self._store.record(source, known, changes)
                 return made
             # No such output (gone from the store, or never made with today's settings): a 304
             # cannot rebuild it, so fetch the bytes again.
@@ -221,10 +221,13 @@ class Reuser:
         if not freshness(fetched.headers, now).storable:
             # no-store / private: nothing of this answer is kept or shared.
             await self._store.forget_source(source)
+            if lease is not None:
+                await self._store.release(lease)
             return await self._make(body, own_key, shared=False)
         digest = hashlib.sha256(body).hexdigest()
         output = output_id(scope, digest, self._fingerprint)
-        made = await self._reuse(output, job, "same_bytes")
+        # A new source's bytes are most likely new too: look before referring.
+        made = await self._reuse(output, job, "same_bytes", look_first=known is None)
         if made is None:
             made = await self._make(body, shared_key(output), shared=True)
             about = output_about(
@@ -245,11 +248,13 @@ class Reuser:
             if not await self._files.exists(made.key):
                 made = await self._make(body, made.key, shared=True)
         changes = _validated(job, fetched.headers, now) | {
+            "scope": scope,
+            "url": job.url,
             "sha256": digest,
             "output_id": output,
             "bytes": len(body),
         }
-        await self._store.record(source, lease, changes)
+        await self._store.record(source, known, changes)
         return made
 
     def _earlier_output(self, scope: str, known: Document | None) -> str | None:
@@ -268,9 +273,12 @@ class Reuser:
             metrics.FULL_DOWNLOADS.inc()
         return fetched
 
-    async def _reuse(self, output: str, job: ImageRequested, how: Reuse) -> Made | None:
+    async def _reuse(
+        self, output: str, job: ImageRequested, how: Reuse, *, look_first: bool = False
+    ) -> Made | None:
         """The ready output `output`, now also the job's request's, if its file is there."""
-        doc = await self._store.use_output(output, job.request_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        doc = await self._store.use_output(output, job.request_id, now, look_first=look_first)
         if doc is None or not await self._files.exists(doc["key"]):
             return None
         metrics.REUSED.labels(how).inc()

@@ -4,6 +4,7 @@ any machines) from fetching and encoding the same new source at once."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,98 +34,102 @@ class Lease:
 
 class SourceStore:
     """Reads and writes gathered into bulk round trips (imgpipe_processor.batching), except
-    the rare conditional ones whose single result matters."""
+    the rare conditional ones whose single result matters.
+
+    The common path only inserts: a database updates one document per transaction (a few
+    tenths of a millisecond each) but inserts many in one. So a lease is a document of its
+    own (`source_leases`, ended by its time: a TTL index removes it), a reference to an output
+    too (`output_refs`), a new source's record and a new output are inserted whole, and only
+    a change to what is known updates."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._sources = db[documents.SOURCES]
+        self._leases = db[documents.SOURCE_LEASES]
         self._outputs = db[documents.OUTPUTS]
         self._read_sources = BatchedReader(self._sources)
-        # An output's refs can be long (a placeholder shared by thousands of requests).
-        self._read_outputs = BatchedReader(self._outputs, projection={"refs": 0})
+        self._read_outputs = BatchedReader(self._outputs)
         self._write_sources = BatchedWriter(self._sources)
+        self._write_leases = BatchedWriter(self._leases)
         self._write_outputs = BatchedWriter(self._outputs)
+        self._write_refs = BatchedWriter(db[documents.OUTPUT_REFS])
 
     async def source(self, source: str) -> Document | None:
         return await self._read_sources.get(source)
 
-    async def take_lease(
-        self, source: str, known: Document | None, now: datetime, until: datetime, about: Document
-    ) -> Lease | None:
+    async def take_lease(self, source: str, now: datetime, until: datetime) -> Lease | None:
         """The right to fetch `source` until `until`, or None while someone else holds it.
         A holder that died loses it when its time is up."""
         token = uuid.uuid4().hex
-        if known is None:
-            new = {"_id": source, **about, "lease": token, "lease_until": until}
-            try:
-                await self._write_sources.write(InsertOne(new))
-            except DuplicateKeyError:
-                return None
+        try:
+            lease = {"_id": source, "token": token, "until": until}
+            await self._write_leases.write(InsertOne(lease))
             return Lease(source, token)
-        result = await self._sources.update_one(
-            {
-                "_id": source,
-                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-            },
-            {"$set": {"lease": token, "lease_until": until}},
+        except DuplicateKeyError:
+            pass
+        result = await self._leases.update_one(
+            {"_id": source, "until": {"$lte": now}}, {"$set": {"token": token, "until": until}}
         )
         return Lease(source, token) if result.modified_count == 1 else None
 
-    async def record(self, source: str, lease: Lease | None, changes: Document) -> None:
-        """Record what a fetch learnt of `source`, giving its lease back if it had one. A
-        holder whose lease was taken over records nothing: the new holder's word counts."""
-        if lease is None:
+    async def record(self, source: str, known: Document | None, changes: Document) -> None:
+        """Record what a fetch learnt of `source` (`known`: its record as read before). A new
+        source's record is inserted whole; when two processors made it (a lease that ran
+        out), the first word counts."""
+        if known is not None:
             await self._write_sources.write(UpdateOne({"_id": source}, {"$set": changes}))
             return
-        await self.release(lease, changes)
+        with contextlib.suppress(DuplicateKeyError):
+            await self._write_sources.write(InsertOne({"_id": source, **changes}))
 
-    async def release(self, lease: Lease, changes: Document | None = None) -> None:
-        """Give the lease back, with `changes` to the source's record."""
-        update = {"lease": None, "lease_until": None} | (changes or {})
-        await self._write_sources.write(
-            UpdateOne({"_id": lease.source, "lease": lease.token}, {"$set": update})
-        )
+    async def release(self, lease: Lease) -> None:
+        """End a lease before its time (the fetch failed, or left nothing to reuse), so that
+        the next job for the source need not wait for it. A lease whose fetch was recorded
+        is left to run out: nobody takes a lease on a source with a record."""
+        await self._leases.delete_one({"_id": lease.source, "token": lease.token})
 
     async def forget_source(self, source: str) -> None:
         """The origin no longer allows reuse (no-store, private): keep nothing of it."""
         await self._sources.delete_one({"_id": source})
 
-    async def use_output(self, output: str, request_id: str, now: datetime) -> Document | None:
+    async def use_output(
+        self, output: str, request_id: str, now: datetime, *, look_first: bool = False
+    ) -> Document | None:
         """The ready output `output`, now referred to by `request_id`; None if there is none
-        (never made, or being removed)."""
-        doc = await self._read_outputs.get(output)
-        if doc is None or doc.get("state") != READY:
+        (never made, or being removed). The reference goes in before the output's state is
+        read: a collector claims first and looks for references after, so either it sees
+        ours and gives the output back, or we see its claim. `look_first` reads once before
+        (bytes likely new: no reference is written for an output that does not exist)."""
+        if look_first and await self._read_outputs.get(output) is None:
             return None
-        referred = await self._write_outputs.write(
-            UpdateOne(
-                {"_id": output, "state": READY},
-                {
-                    "$addToSet": {"refs": request_id},
-                    "$set": {"last_used_at": now, "released_at": None},
-                },
-            ),
-            matched={"_id": output, "state": READY, "refs": request_id},
-        )
-        return doc if referred else None
+        await self._refer(output, request_id, now)
+        doc = await self._read_outputs.get(output)
+        return doc if doc is not None and doc.get("state") == READY else None
 
     async def add_output(
         self, output: str, about: Document, request_id: str, now: datetime
     ) -> None:
         """Record a stored output (after its file is written) as referred to by `request_id`.
         Raises OutputBeingRemoved if the collector is removing an earlier copy right now."""
+        await self._refer(output, request_id, now)
         try:
-            await self._write_outputs.write(
-                UpdateOne(
-                    {"_id": output, "state": {"$ne": DELETING}},
-                    {
-                        "$setOnInsert": {**about, "state": READY, "created_at": now},
-                        "$addToSet": {"refs": request_id},
-                        "$set": {"last_used_at": now, "released_at": None},
-                    },
-                    upsert=True,
-                )
-            )
-        except DuplicateKeyError as exc:
-            raise OutputBeingRemoved(f"output {output} is being removed") from exc
+            new = {"_id": output, **about, "state": READY, "created_at": now, "released_at": None}
+            await self._write_outputs.write(InsertOne(new))
+            return
+        except DuplicateKeyError:
+            pass  # made before (the same bytes under another URL, or a race)
+        earlier = await self._outputs.find_one({"_id": output}, {"state": 1})
+        if earlier is not None and earlier.get("state") == DELETING:
+            raise OutputBeingRemoved(f"output {output} is being removed")
+
+    async def _refer(self, output: str, request_id: str, now: datetime) -> None:
+        ref = {
+            "_id": documents.output_ref_id(output, request_id),
+            "output": output,
+            "request_id": request_id,
+            "at": now,
+        }
+        with contextlib.suppress(DuplicateKeyError):  # referred to already
+            await self._write_refs.write(InsertOne(ref))
 
 
 def output_about(

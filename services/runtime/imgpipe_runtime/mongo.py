@@ -40,7 +40,10 @@ async def ensure_indexes(db: AsyncDatabase[Document], wait_seconds: float = 60.0
     ):
         with attempt:
             for index in INDEXES:
-                await db[index.collection].create_index(list(index.keys), name=index.name)
+                options: dict[str, Any] = {"name": index.name}
+                if index.expire_after is not None:
+                    options["expireAfterSeconds"] = index.expire_after
+                await db[index.collection].create_index(list(index.keys), **options)
 
 
 async def ping(db: AsyncDatabase[Document]) -> bool:

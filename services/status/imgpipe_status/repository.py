@@ -26,6 +26,7 @@ from imgpipe_status.records import (
     row_batch_document,
     tally,
 )
+from imgpipe_status.retention import referring_requests
 
 WEBHOOK_FINAL_STATES = ("delivered", "failed")
 
@@ -66,13 +67,13 @@ class StatusRepository:
 
     async def output_owned_by(self, output_id: str, tenant: str | None) -> bool:
         """Whether a request of `tenant`'s refers to the shared output."""
-        output = await self._db[documents.OUTPUTS].find_one({"_id": output_id}, {"refs": 1})
-        if output is None or not output.get("refs"):
-            return False
-        query: Document = {"_id": {"$in": output["refs"]}}
-        if tenant is not None:
-            query["tenant"] = tenant
-        return await self._db[documents.REQUESTS].find_one(query, {"_id": 1}) is not None
+        async for requests in referring_requests(self._db[documents.OUTPUT_REFS], output_id):
+            query: Document = {"_id": {"$in": requests}}
+            if tenant is not None:
+                query["tenant"] = tenant
+            if await self._db[documents.REQUESTS].find_one(query, {"_id": 1}) is not None:
+                return True
+        return False
 
     async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
         """Insert one fact per image and count only the new ones; return touched requests.

@@ -5,9 +5,9 @@ Every step is a conditional write that is safe to repeat, so a deletion interrup
 collector. Two status processes doing the same work at once only repeat each other.
 
 Every query here is served by an index (`_id`, `images.request_outcomes_in_order`,
-`requests.completed_first`, `requests.requests_being_deleted`, `outputs.outputs_by_request`,
-`outputs.outputs_released`, `sources.sources_by_output`), but for the row batches' range of
-`_id`s, which the completion uses too.
+`requests.completed_first`, `requests.requests_being_deleted`, `output_refs.refs_by_request`,
+`output_refs.refs_by_output`, `outputs.outputs_released`, `sources.sources_by_output`), but for
+the row batches' range of `_id`s, which the completion uses too.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pymongo import DeleteOne, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_contracts import documents
@@ -32,6 +33,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # for a range of `_id`s, and its `delete_many` with `$in` grows with the square of the list
 # (5,000 ids took 59 s here); one bulk write of single deletes stays at about 0.2 ms each.
 IDS_PER_WRITE = 1000
+# References read at once when one output's are looked at (a placeholder may have thousands).
+REFS_PAGE = 500
 KEYS_PER_DELETE = 1000
 # The processor's states of a shared output (`imgpipe_processor.sources`).
 READY, DELETING = "ready", "deleting"
@@ -43,6 +46,22 @@ def _before(cutoff: datetime) -> Document:
     return {"$gte": EPOCH, "$lt": cutoff}
 
 
+async def referring_requests(
+    refs: AsyncCollection[Document], output_id: str
+) -> AsyncIterator[list[str]]:
+    """The requests that refer to a shared output, REFS_PAGE at a time (a placeholder may
+    have thousands)."""
+    after = ""
+    query: Document = {"output": output_id}
+    while (
+        page := await refs.find(query | {"_id": {"$gt": after}}, {"request_id": 1})
+        .sort("_id", 1)
+        .to_list(REFS_PAGE)
+    ):
+        yield [ref["request_id"] for ref in page]
+        after = page[-1]["_id"]
+
+
 class RetentionRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._requests = db[documents.REQUESTS]
@@ -50,6 +69,7 @@ class RetentionRepository:
         self._row_batches = db[documents.ROW_BATCHES]
         self._images = db[documents.IMAGES]
         self._outputs = db[documents.OUTPUTS]
+        self._refs = db[documents.OUTPUT_REFS]
         self._sources = db[documents.SOURCES]
 
     async def start_deleting(
@@ -96,16 +116,24 @@ class RetentionRepository:
             yield chunk
 
     async def release_outputs(self, request_id: str, now: datetime) -> None:
-        """Take the request out of every shared output's `refs`. An output it was the last
-        to refer to gets `released_at` (the collector counts its grace from then); one still
+        """Remove the request's references to shared outputs. An output no other request
+        refers to gets `released_at` first (the collector counts its grace from then), so a
+        crash in between leaves references that a repeat finds and finishes; one still
         shared keeps `released_at: None`, so the collector never has to look at it."""
-        # Exactly [request]: one atomic step per document, so a reference the processor adds
-        # meanwhile either comes first (no match; the $pull below) or finds `released_at` set
-        # and clears it (`SourceStore.use_output`).
-        await self._outputs.update_many(
-            {"refs": [request_id]}, {"$set": {"refs": [], "released_at": now}}
-        )
-        await self._outputs.update_many({"refs": request_id}, {"$pull": {"refs": request_id}})
+        while refs := await self._refs.find({"request_id": request_id}, {"output": 1}).to_list(
+            IDS_PER_WRITE
+        ):
+            outputs = [ref["output"] for ref in refs]
+            shared = await self._refs.distinct(
+                "output", {"output": {"$in": outputs}, "request_id": {"$ne": request_id}}
+            )
+            released = sorted(set(outputs) - set(shared))
+            if released:
+                await self._outputs.update_many(
+                    {"_id": {"$in": released}, "released_at": None},
+                    {"$set": {"released_at": now}},
+                )
+            await self._refs.bulk_write([DeleteOne({"_id": ref["_id"]}) for ref in refs])
 
     async def drop_records(self, request_id: str, rows: int) -> None:
         """Remove the request's image facts, products and row batches (not the request)."""
@@ -143,25 +171,22 @@ class RetentionRepository:
     async def releasable_outputs(self, released_before: datetime, limit: int) -> list[Document]:
         """Outputs nobody has referred to since before `released_before`: those to remove,
         and those a collector that died left half removed."""
-        cursor = self._outputs.find(
-            {"released_at": _before(released_before), "refs": {"$size": 0}}, {"key": 1}
-        )
+        cursor = self._outputs.find({"released_at": _before(released_before)}, {"key": 1})
         return [doc async for doc in cursor.limit(limit)]
 
     async def claim_output(self, output_id: str, released_before: datetime, now: datetime) -> str:
-        """Mark an unreferenced output as being removed, for this caller alone; its token,
-        or "" if it is referred to again, or claimed by a collector that is still at work.
+        """Mark a released output as being removed, for this caller alone; its token, or ""
+        if it is referred to again, or claimed by a collector that is still at work.
 
-        This update is the point where a collector and a processor meet: the processor adds
-        its reference only to a `ready` output and cannot create one that is `deleting`, so
-        after this write no new link to the output can be handed out; before it, a new
-        reference makes `refs` non-empty and this write matches nothing.
+        A processor inserts its reference before it reads the output's state, and uses only a
+        `ready` output; here the claim comes before the look for references. So either the
+        look finds the processor's reference (the output is given back) or the processor
+        reads `deleting` (and makes its image anew): no link to a removed output is handed out.
         """
         token = uuid.uuid4().hex
         result = await self._outputs.update_one(
             {
                 "_id": output_id,
-                "refs": {"$size": 0},
                 "released_at": _before(released_before),
                 # A claim older than the grace period belongs to a collector that died.
                 "$or": [
@@ -171,7 +196,25 @@ class RetentionRepository:
             },
             {"$set": {"state": DELETING, "deleting_since": now, "collector": token}},
         )
-        return token if result.modified_count == 1 else ""
+        if result.modified_count == 0:
+            return ""
+        # Referred to by a request that still wants its links: given back. References of
+        # requests being deleted keep nothing (their deletion removes them). One whose request
+        # is not found counts: the status service may not have recorded it yet.
+        async for requests in referring_requests(self._refs, output_id):
+            dying = self._requests.find(
+                {"_id": {"$in": requests}, "deleting_since": {"$ne": None}}, {"_id": 1}
+            )
+            if set(requests) - {doc["_id"] async for doc in dying}:
+                await self._outputs.update_one(
+                    {"_id": output_id, "collector": token},
+                    {
+                        "$set": {"state": READY, "released_at": None},
+                        "$unset": {"deleting_since": "", "collector": ""},
+                    },
+                )
+                return ""
+        return token
 
     async def drop_output(self, output_id: str, token: str) -> None:
         """After its file is gone: forget the sources made into the output, then the output

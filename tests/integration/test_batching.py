@@ -1,0 +1,104 @@
+"""Bulk reads and writes (imgpipe_processor.batching) against the real database, counting the
+commands that reach it: a lone request goes at once, a stream shares round trips, and each
+caller gets its own answer or its own error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient, InsertOne
+from pymongo.errors import DuplicateKeyError
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
+
+from imgpipe_processor.batching import BatchedReader, BatchedWriter
+from tests.conftest import Namespace
+
+COLLECTION = "batched"
+
+
+class Commands(CommandListener):
+    """The commands sent to the test's collection, by name."""
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command.get(event.command_name) == COLLECTION:
+            self.sent[event.command_name] += 1
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def counted(
+    ns: Namespace,
+) -> AsyncIterator[tuple[AsyncMongoClient[dict[str, object]], Commands]]:
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        ns.mongodb_url, event_listeners=[commands]
+    )
+    yield client, commands
+    await client.close()
+
+
+async def test_a_lone_write_goes_at_once_in_a_command_of_its_own(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, commands = counted
+    writer = BatchedWriter(client[ns.database][COLLECTION], window=30.0)  # type: ignore[arg-type]
+    await asyncio.wait_for(writer.write(InsertOne({"_id": "alone"})), timeout=5)
+    assert commands.sent["insert"] == 1
+
+
+async def test_writes_made_together_share_bulk_commands_of_at_most_enough(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, commands = counted
+    writer = BatchedWriter(client[ns.database][COLLECTION], enough=16)  # type: ignore[arg-type]
+    await asyncio.gather(*(writer.write(InsertOne({"_id": n})) for n in range(40)))
+    assert commands.sent["insert"] == 3  # 16 + 16 + the 8 left, sent at the next turn
+    assert await client[ns.database][COLLECTION].count_documents({}) == 40
+
+
+async def test_a_stream_of_reads_waits_for_company(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, commands = counted
+    await client[ns.database][COLLECTION].insert_many([{"_id": n} for n in range(12)])
+    reader = BatchedReader(client[ns.database][COLLECTION], window=0.5)  # type: ignore[arg-type]
+
+    async def one_every_10_ms(n: int) -> object:
+        await asyncio.sleep(n * 0.01)
+        return await reader.get(n)  # type: ignore[arg-type]
+
+    found = await asyncio.gather(*(one_every_10_ms(n) for n in range(12)))
+    assert [doc["_id"] for doc in found] == list(range(12))  # type: ignore[index]
+    # At most the first three go alone (no stream yet); the rest share the fourth's window.
+    assert commands.sent["find"] <= 4
+
+
+async def test_a_duplicate_insert_fails_its_own_caller_alone(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, _ = counted
+    await client[ns.database][COLLECTION].insert_one({"_id": "taken"})
+    writer = BatchedWriter(client[ns.database][COLLECTION])  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        writer.write(InsertOne({"_id": "taken"})),
+        writer.write(InsertOne({"_id": "free"})),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], DuplicateKeyError)
+    assert results[1] is None
