@@ -2,10 +2,11 @@
 receiver in the bench process (`imgpipe_dev.otlp`), so its cost can be set against the
 untraced run 2. `BENCH_ONLY=tracing` runs 2, 2t and 2 again (2a) alone.
 
-2t (and, with `BENCH_ONLY=tracing`, 2 and 2a) runs on a system of its own, started for it:
-SecantusDB's CPU per image grew from run to run in one server (13, 21, then 54 ms per image
-here, even with a fresh database for each run), a drift that would pass for tracing's cost
-or hide it. A run in the full bench finds the server as fresh as run 2 found it."""
+2t (and, with `BENCH_ONLY=tracing`, 2 and 2a) runs on a system of its own, started for it,
+so that it finds SecantusDB as fresh as run 2 found it: its CPU per image grew from run to
+run within one server (13, 21, then 54 ms per image, even with a fresh database for each run;
+measured while the dev tools still had it keep retryable-write records, which it scans on
+every write), a drift that would pass for tracing's cost or hide it."""
 
 from __future__ import annotations
 
