@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from imgpipe_runtime import logs, otel, tracing
 
@@ -81,15 +81,40 @@ def test_off_every_helper_does_nothing_and_imports_nothing() -> None:
     assert logs.TRACE_IDS is None
 
 
+def configured(provider: TracerProvider) -> object:
+    sampler = provider.sampler
+    assert isinstance(sampler, otel.TracesStartAtEntries)
+    return sampler.configured
+
+
 def test_the_sampler_follows_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(otel.new_provider("processor").sampler, ParentBased)
+    assert isinstance(configured(otel.new_provider("processor")), ParentBased)
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
-    sampler = otel.new_provider("processor").sampler
+    sampler = configured(otel.new_provider("processor"))
     assert isinstance(sampler, ParentBased)
     assert "TraceIdRatioBased{0.1}" in sampler.get_description()
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
-    assert isinstance(otel.new_provider("processor").sampler, TraceIdRatioBased)
+    assert isinstance(configured(otel.new_provider("processor")), TraceIdRatioBased)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sampled"),
+    [
+        (SpanKind.SERVER, True),
+        (SpanKind.CONSUMER, True),
+        (SpanKind.CLIENT, False),
+        (SpanKind.PRODUCER, False),
+        (SpanKind.INTERNAL, False),
+    ],
+)
+def test_traces_start_only_where_work_enters_a_service(kind: SpanKind, sampled: bool) -> None:
+    provider = otel.new_provider("status")
+    tracer = provider.get_tracer("test")
+    assert tracer.start_span("root", kind=kind).is_recording() is sampled
+    with tracer.start_as_current_span("request", kind=SpanKind.SERVER):
+        assert tracer.start_span("find", kind=SpanKind.CLIENT).is_recording()
+    provider.shutdown()
 
 
 def test_the_service_name_defaults_to_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
