@@ -7,8 +7,10 @@ thread.
 
 What a trace that is not sampled costs matters more than what a sampled one costs: at a 10 %
 ratio nine uploads in ten are not. The instrumentations still build their attributes and a
-non-recording span for every download, database command and publish of such a trace, which
-cost the processor about a seventh of its CPU per image. So a consumer's handler for an
+non-recording span for every download, database command and publish of such a trace (in a
+first version that let them, the processor's CPU per image rose from 3.45 to 3.95 ms with nine
+uploads in ten unsampled; with this, a profile of it finds OpenTelemetry's frames in well
+under 1 % of its samples). So a consumer's handler for an
 unsampled trace runs with instrumentation suppressed (the libraries' own switch, which each
 instrumentation checks first); the trace context still travels on in message headers (see
 `headers`), so the services downstream drop the trace too instead of starting new ones.
