@@ -88,7 +88,12 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("2d. duplicates / codec limit", _ratio(dupes_rate, codec_rate), "x", ">= 5"),
         Row("2d. duplicates: downloads", get(dupes, "full_downloads"), "", "= distinct"),
         Row("2d. duplicates: encodes", get(dupes, "encodes"), "", "= distinct"),
-        Row("2t. pipeline, traced at 10% (OTLP)", get(pipe_traced, "images_per_s"), "img/s"),
+        Row(
+            f"2t. pipeline, traced at {r['config'].get('trace_ratio', 0.1):.0%} (OTLP)",
+            get(pipe_traced, "images_per_s"),
+            "img/s",
+        ),
+        Row("2t. spans received", get(pipe_traced, "spans_received"), ""),
         Row(
             "2t. imgpipe's CPU per image, traced / run 2",
             _ratio(_system_cpu(pipe_traced), _system_cpu(pipe)),

@@ -23,14 +23,12 @@ from bench.steps import attempt, say
 from bench.system import running_system
 from imgpipe_dev.otlp import OtlpReceiver
 
-RATIO = 0.1
 
-
-def tracing_env(endpoint: str) -> dict[str, str]:
+def tracing_env(endpoint: str, ratio: float) -> dict[str, str]:
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": str(RATIO),
+        "OTEL_TRACES_SAMPLER_ARG": str(ratio),
     }
 
 
@@ -68,11 +66,12 @@ async def run_2t(
     results: dict[str, Any],
     log_dir: Path,
 ) -> dict[str, Any] | None:
-    say(f"2t. pipeline traced at {RATIO:.0%} (OTLP to a local receiver): {config.images} images")
+    ratio = config.trace_ratio
+    say(f"2t. pipeline traced at {ratio:.0%} (OTLP to a local receiver): {config.images} images")
     receiver = OtlpReceiver(keep=False)
     receiver.start()
     try:
-        env = tracing_env(receiver.url)
+        env = tracing_env(receiver.url, ratio)
         run = await on_a_system_of_its_own(
             config, origin, items, results, "pipeline_traced", log_dir, env
         )
@@ -80,6 +79,7 @@ async def run_2t(
         receiver.stop()
     if run is not None:
         run["spans_received"] = receiver.count
+        run["trace_ratio"] = ratio
     return run
 
 
