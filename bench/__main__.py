@@ -18,14 +18,18 @@ from typing import Any
 import aiohttp
 import PIL
 
-from bench import corpus, hosts, local, pipeline, procstats, report
+from bench import corpus, hosts, local, pipeline, procstats, report, traced
 from bench.config import Config, load
 from bench.origin import Origin
 from bench.steps import attempt, say
 from bench.system import System, on_s3, running_system, webhook_receiver
 
 # BENCH_ONLY's choices, and the figures each reports.
-ONLY_ROWS = {"hosts": ("8", "8a", "8b", "9"), "reuse": ("1", "2", "2r", "2d")}
+ONLY_ROWS = {
+    "hosts": ("8", "8a", "8b", "9"),
+    "reuse": ("1", "2", "2r", "2d"),
+    "tracing": ("2", "2t", "2a"),
+}
 
 
 def urls_for(origin: Origin, items: list[corpus.Item], count: int, tag: str) -> list[str]:
@@ -89,6 +93,8 @@ async def system_runs(
         _clear_images(system)
         if config.only == "reuse":
             return
+
+        _show_batch(await traced.run_2t(config, origin, items, results, log_dir))
 
         say(f"4. pipeline: {config.latency_images} images, {config.latency_ms:g} ms latency")
         origin.set_latency(config.latency_ms)
@@ -199,15 +205,21 @@ async def main_async(config: Config) -> int:
         )
     if hosts_only:
         await only_host_runs(config, small, results, log_dir)
+    elif config.only == "tracing":
+        await traced.only_tracing_runs(config, items, results, log_dir)
     else:
         await every_run(config, items, small, results, log_dir)
     results["total_seconds"] = time.perf_counter() - started
     rows = report.rows(results)
     if config.only:
         rows = [row for row in rows if row.figure.split(".")[0] in ONLY_ROWS[config.only]]
+        if config.only == "tracing":
+            # No codec limit is timed in this mode.
+            rows = [row for row in rows if "codec" not in row.figure]
     report.write(out, results, rows)
     print("\n" + report.table(rows) + "\n", flush=True)
-    runs = ("pipeline", "pipeline_latency", "pipeline_s3", "ingest", *hosts.RUNS)
+    runs = ("pipeline", "pipeline_traced", "pipeline_again", "pipeline_latency", "pipeline_s3")
+    runs = (*runs, "ingest", *hosts.RUNS)
     for key in runs:
         other = (results.get(key) or {}).get("cpu", {}).get("(other processes)")
         if other and other["cpu_percent"] > 10:
@@ -275,9 +287,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["hosts"],
-        help="only these runs: 'hosts' for 8 and 9, 'reuse' for 1, 2, 2r and 2d "
-        "(also BENCH_ONLY=...)",
+        choices=list(ONLY_ROWS),
+        help="only these runs: 'hosts' for 8 and 9, 'reuse' for 1, 2, 2r and 2d, 'tracing' "
+        "for 2, 2t and 2a (also BENCH_ONLY=...)",
     )
     args = parser.parse_args()
     config = load(args.quick)

@@ -25,7 +25,8 @@ class Config:
     host_images: int = 2000  # runs 8a and 8b: small photos from one host
     capped_images: int = 600  # run 9: small photos from a host that serves 8 at once
     small_corpus: int = 100  # distinct small photos (the first corpus photos, downscaled)
-    only: str = ""  # "hosts": only runs 8 and 9; "reuse": only 1, 2, 2r and 2d
+    only: str = ""  # "hosts": 8 and 9; "reuse": 1, 2, 2r and 2d; "tracing": 2, 2t and 2a
+    trace_ratio: float = 0.1  # run 2t: OTEL_TRACES_SAMPLER_ARG (parentbased_traceidratio)
     seed: int = 20261130  # corpus generator seed
     results: Path = REPO / "results"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"

@@ -131,6 +131,8 @@ async def batch(
         "cpu": cpu,
         "cpu_ms_per_image": {k: round(1000 * v["cpu_seconds"] / n, 2) for k, v in cpu.items()},
         "request_id": accepted["request_id"],
+        # Set when the upload was traced and sampled (run 2t).
+        "trace_id": final.get("trace_id"),
         "reused": final.get("reused", {}),
         "bytes_not_downloaded": final.get("bytes_not_downloaded", 0),
     }

@@ -30,12 +30,37 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+# What the system itself spent per image (the bench, the origin, other processes and idle
+# time left out): a cost that the machine's other load moves less than it moves throughput.
+_SYSTEM = (
+    "ingest",
+    "processor",
+    "processor children",
+    "status",
+    "notifier",
+    "secantusdb",
+    "rabbitmq",
+)
+
+
+def _system_cpu(run: dict[str, Any] | None) -> float | None:
+    if run is None:
+        return None
+    per_image = run.get("cpu_ms_per_image", {})
+    return sum(per_image.get(name, 0.0) for name in _SYSTEM) or None
+
+
+def _mean(a: float | None, b: float | None) -> float | None:
+    return (a + b) / 2 if a is not None and b is not None else None
+
+
 def rows(r: dict[str, Any]) -> list[Row]:
     """Every figure, in run order; targets from the issue."""
     codec, naive, naive_lat = r.get("codec"), r.get("naive"), r.get("naive_latency")
     pipe, pipe_lat, pipe_s3 = r.get("pipeline"), r.get("pipeline_latency"), r.get("pipeline_s3")
     ingest, one = r.get("ingest"), r.get("one_image")
     repeat, dupes = r.get("pipeline_repeat"), r.get("pipeline_duplicates")
+    pipe_traced, again = r.get("pipeline_traced"), r.get("pipeline_again")
     ms = r["config"]["latency_ms"]
 
     def get(d: dict[str, Any] | None, key: str) -> float | None:
@@ -63,6 +88,25 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("2d. duplicates / codec limit", _ratio(dupes_rate, codec_rate), "x", ">= 5"),
         Row("2d. duplicates: downloads", get(dupes, "full_downloads"), "", "= distinct"),
         Row("2d. duplicates: encodes", get(dupes, "encodes"), "", "= distinct"),
+        Row(
+            f"2t. pipeline, traced at {r['config'].get('trace_ratio', 0.1):.0%} (OTLP)",
+            get(pipe_traced, "images_per_s"),
+            "img/s",
+        ),
+        Row("2t. spans received", get(pipe_traced, "spans_received"), ""),
+        Row(
+            "2t. imgpipe's CPU per image, traced / run 2",
+            _ratio(_system_cpu(pipe_traced), _system_cpu(pipe)),
+            "x",
+        ),
+        Row(
+            "2t. traced / untraced (run 2)",
+            _ratio(get(pipe_traced, "images_per_s"), pipe_rate),
+            "x",
+            ">= 0.95",
+        ),
+        # Only with BENCH_ONLY=tracing (bench/traced.py).
+        *(bracketed(pipe, pipe_traced, again) if again else []),
         Row("2s. pipeline, s3 backend (local moto)", s3_rate, "img/s"),
         Row("2s. pipeline s3 / local disk", _ratio(s3_rate, pipe_rate), "x"),
         Row("2s. GET /status p99, s3 backend", get(pipe_s3, "status_p99_ms"), "ms"),
@@ -88,6 +132,8 @@ def rows(r: dict[str, Any]) -> list[Row]:
         "2r. repeat: bodies downloaded": lambda v: v == 0,
         "2r. repeat: encodes": lambda v: v == 0,
         "2d. duplicates / codec limit": lambda v: v >= 5,
+        "2t. traced / untraced (run 2)": lambda v: v >= 0.95,
+        "2a. traced / mean of 2 and 2a": lambda v: v >= 0.95,
         "2d. duplicates: downloads": lambda v: v == distinct,
         "2d. duplicates: encodes": lambda v: v == distinct,
         f"4. pipeline {ms:g} ms / codec limit": lambda v: v >= 0.70,
@@ -104,6 +150,21 @@ def rows(r: dict[str, Any]) -> list[Row]:
         if row.figure in checks and row.value is not None
         else Row(row.figure, row.value, row.unit, row.target, False if row.target else None)
         for row in out
+    ]
+
+
+def bracketed(
+    first_run: dict[str, Any] | None, traced: dict[str, Any] | None, again: dict[str, Any]
+) -> list[Row]:
+    """Run 2t against both untraced runs around it (2, and 2a after it)."""
+    traced_rate = None if traced is None else traced.get("images_per_s")
+    first = None if first_run is None else first_run.get("images_per_s")
+    mean = _mean(first, again.get("images_per_s"))
+    cpu = _mean(_system_cpu(first_run), _system_cpu(again))
+    return [
+        Row("2a. pipeline again after 2t, untraced", again.get("images_per_s"), "img/s"),
+        Row("2a. imgpipe's CPU per image, traced / mean", _ratio(_system_cpu(traced), cpu), "x"),
+        Row("2a. traced / mean of 2 and 2a", _ratio(traced_rate, mean), "x", ">= 0.95"),
     ]
 
 
@@ -170,6 +231,8 @@ def write(directory: Path, results: dict[str, Any], table_rows: list[Row]) -> No
     text = table(table_rows) + "\n"
     runs = (
         ("pipeline", "images"),
+        ("pipeline_traced", "images"),
+        ("pipeline_again", "images"),
         ("pipeline_latency", "images"),
         ("pipeline_s3", "images"),
         ("hosts_0ms", "images"),

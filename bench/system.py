@@ -70,12 +70,16 @@ async def _delete_namespace(env: dict[str, str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_system(rabbitmq_url: str, log_dir: Path) -> AsyncIterator[System]:
-    """Start everything; on exit stop it all and remove the queues, database and files."""
+async def running_system(
+    rabbitmq_url: str, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[System]:
+    """Start everything (the services with `extra_env` too); on exit stop it all and remove
+    the queues, database and files."""
     root = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     await asyncio.to_thread(ensure_rabbitmq, rabbitmq_url)
+    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     database = SecantusServer(free_port(), str(root / "mongo"), log_dir / "secantus.log")
-    env = _env(rabbitmq_url, database.url, root)
+    env = _env(rabbitmq_url, database.url, root) | (extra_env or {})
     stack = Stack(env, log_dir=log_dir)
     try:
         await asyncio.to_thread(database.start)

@@ -22,6 +22,7 @@ from aiohttp import web
 from PIL import Image
 
 from imgpipe_dev.infra import SecantusServer, free_port
+from imgpipe_dev.otlp import OtlpReceiver
 from imgpipe_dev.s3local import LocalS3, s3_env
 from imgpipe_dev.stack import Stack
 from tests.conftest import SAMPLE_IMAGES, Namespace, new_namespace, serving
@@ -186,7 +187,11 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
 
 
 async def _system(
-    rabbitmq_url: str, root: Path, rabbit: PrivateRabbit | None, s3: S3Backend | None = None
+    rabbitmq_url: str,
+    root: Path,
+    rabbit: PrivateRabbit | None,
+    s3: S3Backend | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[System]:
     database = SecantusServer(free_port(), str(root / "db"), root / "secantus.log")
     database.start()
@@ -212,6 +217,7 @@ async def _system(
                     "REUSE_LEASE": "3",
                 }
                 | (s3.env() if s3 else {})
+                | (extra_env or {})
             )
             stack = Stack(env, log_dir=root / "logs")
             try:
@@ -242,6 +248,25 @@ async def _system(
 @pytest.fixture
 async def system(rabbitmq_url: str, tmp_path: Path) -> AsyncIterator[System]:
     async for running in _system(rabbitmq_url, tmp_path, None):
+        yield running
+
+
+@pytest.fixture
+def otlp() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP receiver for the services' traces."""
+    started = OtlpReceiver()
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+async def traced_system(
+    rabbitmq_url: str, otlp: OtlpReceiver, tmp_path: Path
+) -> AsyncIterator[System]:
+    """A system whose services export every trace to `otlp` (a fifth of a second apart)."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    async for running in _system(rabbitmq_url, tmp_path, None, extra_env=env):
         yield running
 
 

@@ -28,6 +28,7 @@ from imgpipe_contracts.topology import ALL_QUEUES, EVENTS_EXCHANGE, ROUTED_KEYS
 from imgpipe_dev.asyncapi_content import DESCRIPTION, EXAMPLES, PUBLISHERS, SERVICES
 from imgpipe_runtime.deadletters import REPLAYED_HEADER
 from imgpipe_runtime.retry import ATTEMPT_HEADER, ERROR_HEADER
+from imgpipe_runtime.tracing import TRACEPARENT
 
 DOCUMENT = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.yaml"
 AMQP_BINDING_VERSION = "0.3.0"
@@ -76,6 +77,13 @@ def _headers_schema() -> dict[str, Any]:
                 "type": "string",
                 "description": "Only on copies in imgpipe's own retry and dead-letter queues: "
                 "why the last attempt failed (at most 500 characters).",
+            },
+            TRACEPARENT: {
+                "type": "string",
+                "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "Only while the publisher traces (OTEL_EXPORTER_OTLP_ENDPOINT "
+                "set): the W3C trace context of the upload's trace, so a consumer's own "
+                "tracing can join it (https://www.w3.org/TR/trace-context/).",
             },
             REPLAYED_HEADER: {
                 "type": "integer",

@@ -83,6 +83,7 @@ def request_document(
     webhook_url: str | None,
     now: datetime,
     tenant: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     return {
         "_id": request_id,
@@ -104,6 +105,8 @@ def request_document(
         "completed_at": None,
         "output_csv_path": None,
         "output_csv_url": None,
+        # The upload's W3C trace context (tracing on): completion joins the upload's trace.
+        "traceparent": traceparent,
     }
 
 

@@ -23,8 +23,11 @@ class RequestRepository:
         webhook_url: str | None,
         now: datetime,
         tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
-        doc = documents.request_document(request_id, rows, images, webhook_url, now, tenant)
+        doc = documents.request_document(
+            request_id, rows, images, webhook_url, now, tenant, traceparent
+        )
         await self._db[documents.REQUESTS].insert_one(doc)
 
     async def mark_failed(self, request_id: str, reason: str, now: datetime) -> None:

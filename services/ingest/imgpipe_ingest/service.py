@@ -13,6 +13,7 @@ from imgpipe_contracts.topology import PROCESSOR_LANES, batch_routing_key
 from imgpipe_ingest.csv_format import ProductRow, check_url
 from imgpipe_ingest.errors import IngestError
 from imgpipe_ingest.repository import RequestRepository
+from imgpipe_runtime import tracing
 from imgpipe_runtime.broker import Broker
 from imgpipe_runtime.logs import REQUEST_ID
 from imgpipe_runtime.netguard import IPNetwork, is_allowed, literal_ip
@@ -81,8 +82,11 @@ async def accept_upload(
     REQUEST_ID.set(request_id)
     now = datetime.now(UTC)
     images = sum(len(r.urls) for r in rows)
+    tracing.annotate(**{"imgpipe.request_id": request_id, "imgpipe.images": images})
     try:
-        await repository.add_request(request_id, len(rows), images, webhook_url, now, tenant)
+        await repository.add_request(
+            request_id, len(rows), images, webhook_url, now, tenant, tracing.traceparent()
+        )
     except Exception as exc:
         raise QueueingFailed(f"the database did not accept the request: {exc}") from exc
     try:
@@ -104,6 +108,7 @@ async def accept_upload(
         log.exception("queueing request %s failed", request_id)
         await _mark_failed(repository, request_id, f"could not queue the images: {exc}", now)
         raise QueueingFailed(f"the work could not be recorded and queued: {exc}") from exc
+    log.info("request %s accepted: %d rows, %d images", request_id, len(rows), images)
     return request_id
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
+from imgpipe_runtime import tracing
 from imgpipe_runtime.netguard import BlockedAddressError
 
 
@@ -35,7 +36,9 @@ async def post_webhook(
     session: aiohttp.ClientSession, signer: Webhook, url: str, webhook_id: str, body: str
 ) -> Attempt:
     """POST once, redirects not followed; only 2xx is success and 410 Gone stops retries."""
-    headers = signed_headers(signer, webhook_id, body)
+    # `traceparent` (tracing on), so the receiver's own tracing can join the request's trace;
+    # sampled, the aiohttp instrumentation replaces it with its own span's.
+    headers = signed_headers(signer, webhook_id, body) | tracing.headers()
     try:
         async with session.post(
             url, data=body.encode(), headers=headers, allow_redirects=False

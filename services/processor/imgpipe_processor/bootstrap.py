@@ -42,14 +42,16 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Processor]:
     pool = ImagePool(
         settings.workers, settings.max_pixels, settings.jpeg_quality, settings.worker_nice
     )
-    session = download_session(
-        settings,
-        connect_timeout=settings.connect_timeout,
-        total_timeout=settings.download_timeout,
-        per_host=settings.downloads_per_host,
-    )
     try:
         await pool.warm_up()
+        # Made after the warm-up: a start-up cancelled during it (SIGTERM before the
+        # processor consumes) then leaves no unclosed session behind.
+        session = download_session(
+            settings,
+            connect_timeout=settings.connect_timeout,
+            total_timeout=settings.download_timeout,
+            per_host=settings.downloads_per_host,
+        )
         async with (
             session,
             open_file_store(settings, link_signer(settings)) as files,

@@ -22,6 +22,7 @@ from imgpipe_processor.keys import InvalidRequestId, image_key
 from imgpipe_processor.outcomes import Slots
 from imgpipe_processor.reuse import Made
 from imgpipe_processor.transform import ImageRejected
+from imgpipe_runtime import tracing
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import FileStore, StoreUnavailable
@@ -128,9 +129,13 @@ async def handle_image_requested(
         key = image_key(job.request_id, job.row_index, job.position, job.url)
     except InvalidRequestId as exc:
         raise Reject(str(exc)) from exc
-    async with working or nullcontext():
-        outcome = await _outcome_of(job, key, delivery, make, files)
-    await broker.publish(outcome)
+    # One span per image, a child of its batch's consume span (in the upload's trace); its
+    # end includes the wait for the confirm of the message that carries its outcome.
+    with tracing.span("process image", **_span_attributes(job, delivery)):
+        async with working or nullcontext():
+            outcome = await _outcome_of(job, key, delivery, make, files)
+        tracing.annotate(**{"imgpipe.outcome": getattr(outcome, "reason", "processed")})
+        await broker.publish(outcome)
     # Counted once the event is confirmed, so the counters agree with what status records.
     if isinstance(outcome, ImageFailed):
         log.info("image %s failed: %s (%s)", job.image_id, outcome.reason, outcome.detail)
@@ -190,6 +195,16 @@ def _outages_as_unavailable() -> Iterator[None]:
 
 def _failure(job: ImageRequested, reason: str, detail: str, attempts: int) -> ImageFailed:
     return ImageFailed(**_about(job), reason=reason, detail=detail, attempts=attempts)
+
+
+def _span_attributes(job: ImageRequested, delivery: Delivery) -> dict[str, Any]:
+    return {
+        "imgpipe.request_id": job.request_id,
+        "imgpipe.row": job.row_index + 1,
+        "imgpipe.position": job.position,
+        "imgpipe.attempt": delivery.attempt,
+        "url.full": job.url,
+    }
 
 
 def _about(job: ImageRequested) -> dict[str, Any]:

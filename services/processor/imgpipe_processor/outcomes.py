@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 
 from imgpipe_contracts.events import Event, ImageFailed, ImageOutcomes, ImageProcessed
+from imgpipe_runtime import tracing
 from imgpipe_runtime.broker import Publisher
 
 Outcome = ImageProcessed | ImageFailed
+# An outcome, its trace context (None when tracing is off), and who waits for its confirm.
+Pending = tuple[Outcome, object | None, "asyncio.Future[None]"]
 
 
 class Slots:
@@ -66,7 +69,7 @@ class OutcomeBatcher:
         self._slots = slots
         self._max_outcomes = max_outcomes
         self._max_wait = max_wait
-        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._pending: list[Pending] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -76,7 +79,7 @@ class OutcomeBatcher:
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((event, done))
+        self._pending.append((event, tracing.capture(), done))
         if self._slots.busy == 0 or len(self._pending) >= self._max_outcomes:
             self._flush()
         elif self._timer is None:
@@ -98,32 +101,35 @@ class OutcomeBatcher:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[Outcome, asyncio.Future[None]]]) -> None:
-        by_request: dict[str, list[tuple[Outcome, asyncio.Future[None]]]] = defaultdict(list)
-        for outcome, done in batch:
-            by_request[outcome.request_id].append((outcome, done))
+    async def _send(self, batch: list[Pending]) -> None:
+        by_request: dict[str, list[Pending]] = defaultdict(list)
+        for pending in batch:
+            by_request[pending[0].request_id].append(pending)
         try:
             for request_id, group in by_request.items():
                 message = ImageOutcomes(
                     request_id=request_id,
-                    processed=[o for o, _ in group if isinstance(o, ImageProcessed)],
-                    failed=[o for o, _ in group if isinstance(o, ImageFailed)],
+                    processed=[o for o, _, _ in group if isinstance(o, ImageProcessed)],
+                    failed=[o for o, _, _ in group if isinstance(o, ImageFailed)],
                 )
                 try:
-                    await self._broker.publish(message)
+                    # In the trace of one of the request's images (whichever task started
+                    # this send may belong to another request).
+                    with tracing.attached(group[0][1]):
+                        await self._broker.publish(message)
                 except Exception as exc:
                     _resolve(group, exc)
                 else:
                     _resolve(group, None)
         finally:
             # Cancelled (a shutdown): the jobs still waiting are not acked, so they come back.
-            for _, done in batch:
+            for _, _, done in batch:
                 if not done.done():
                     done.cancel()
 
 
-def _resolve(group: list[tuple[Outcome, asyncio.Future[None]]], error: Exception | None) -> None:
-    for _, done in group:
+def _resolve(group: list[Pending], error: Exception | None) -> None:
+    for _, _, done in group:
         if done.done():
             continue
         if error is None:

@@ -14,6 +14,7 @@ from functools import partial
 
 from imgpipe_processor.errors import ProcessorError
 from imgpipe_processor.transform import Recompressed, configure_worker, recompress
+from imgpipe_runtime import tracing
 from imgpipe_runtime.lifecycle import die_with_parent
 
 
@@ -37,6 +38,14 @@ def start_worker(parent_pid: int, max_pixels: int, nice: int) -> None:
     die_with_parent(signal.SIGKILL, parent_pid)
     os.nice(nice)
     configure_worker(max_pixels)
+
+
+def _timed(job: partial[Recompressed]) -> tuple[Recompressed, int, int]:
+    """`job` in a worker, with when it began and ended there (wall clock, nanoseconds: the
+    same clock as the processor's on this machine)."""
+    began = time.time_ns()
+    result = job()
+    return result, began, time.time_ns()
 
 
 def _pid_after(seconds: float) -> int:
@@ -89,7 +98,14 @@ class ImagePool:
         executor = self._executor
         job = partial(recompress, data, self._max_pixels, self._quality)
         try:
-            return await loop.run_in_executor(executor, job)
+            if not tracing.recording():
+                return await loop.run_in_executor(executor, job)
+            with tracing.span("recompress", **{"imgpipe.bytes_in": len(data)}):
+                submitted = time.time_ns()
+                result, began, ended = await loop.run_in_executor(executor, partial(_timed, job))
+                tracing.timed_span("wait for a worker", submitted, began)
+                tracing.timed_span("recompress in worker", began, ended)
+                return result
         except BrokenProcessPool as exc:
             if self._executor is executor:
                 self._executor = self._new_executor()

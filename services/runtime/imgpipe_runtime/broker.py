@@ -32,6 +32,7 @@ from imgpipe_runtime.consumer import BatchHandler, Consumer, Handler, destinatio
 from imgpipe_runtime.declare import declare_topology
 from imgpipe_runtime.retry import ATTEMPT_HEADER
 from imgpipe_runtime.settings import BrokerSettings
+from imgpipe_runtime.tracing import headers as trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Broker:
         broker confirmed it, so the batch stays unacked."""
         move = destination(self.topology, spec, exc, attempt)
         message = _message(event)
-        message.headers = move.headers(exc)
+        message.headers = (message.headers or {}) | move.headers(exc)
         await self.send_to_queue(move.queue, message)
         move.count()
 
@@ -266,7 +267,8 @@ def _message(event: Event) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=event.event_id,
         type=event.routing_key,
-        headers={ATTEMPT_HEADER: 1},
+        # The trace context rides along when tracing is on (an empty dict when off).
+        headers={ATTEMPT_HEADER: 1, **trace_headers()},
     )
 
 

@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from imgpipe_contracts.events import Event, parse_event
 from imgpipe_contracts.topology import QueueSpec, Topology
-from imgpipe_runtime import metrics
+from imgpipe_runtime import metrics, tracing
 from imgpipe_runtime.logs import EVENT_ID, REQUEST_ID
 from imgpipe_runtime.retry import ATTEMPT_HEADER, ERROR_HEADER, Reject, ToDeadLetterQueue, settle
 
@@ -43,6 +43,8 @@ BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
 SendToQueue = Callable[[str, aio_pika.Message], Awaitable[None]]
+# A message, the delivery made of it, and its trace context (None when tracing is off).
+Received = tuple[AbstractIncomingMessage, Delivery, object | None]
 
 
 class Consumer:
@@ -65,7 +67,7 @@ class Consumer:
         self._handler = handler
         self._batch_size = batch_size
         self._max_wait = max_wait
-        self._buffer: asyncio.Queue[tuple[AbstractIncomingMessage, Delivery]] = asyncio.Queue()
+        self._buffer: asyncio.Queue[Received] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel: Callable[[], Awaitable[object]] | None = None
 
@@ -108,10 +110,13 @@ class Consumer:
         # Each delivery runs in its own task, so these stay with this message's log lines.
         REQUEST_ID.set(event.request_id)
         EVENT_ID.set(event.event_id)
+        # The message's trace context (extracted by the aio-pika instrumentation around this
+        # callback), for the handler, which runs later in another task for a batch.
+        received = (message, delivery, tracing.capture())
         if self._batch_size > 1:
-            await self._buffer.put((message, delivery))
+            await self._buffer.put(received)
         else:
-            await self._run([(message, delivery)])
+            await self._run([received])
 
     async def _flush_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,17 +133,18 @@ class Consumer:
                     break
             await self._run(batch)
 
-    async def _run(self, batch: list[tuple[AbstractIncomingMessage, Delivery]]) -> None:
+    async def _run(self, batch: list[Received]) -> None:
         try:
-            await self._handler([delivery for _, delivery in batch])
+            with tracing.handling([trace for _, _, trace in batch], self._spec.base):
+                await self._handler([delivery for _, delivery, _ in batch])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             metrics.HANDLER_ERRORS.labels(self._spec.base).inc()
-            for message, delivery in batch:
+            for message, delivery, _ in batch:
                 await self._settle(message, exc, delivery.attempt)
             return
-        for message, _ in batch:
+        for message, _, _ in batch:
             await _ack(message)
 
     async def _settle(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:

@@ -2,7 +2,8 @@
 
 Each line that concerns a request carries its `request_id` (and the event's `event_id`), taken
 from context variables that the consumer boundary and the upload handler set, so a request can
-be followed across services with one filter. Credentials in URLs never reach a log line.
+be followed across services with one filter; with tracing on, each line written inside a span
+carries its `trace_id` and `span_id` too. Credentials in URLs never reach a log line.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
@@ -18,6 +20,8 @@ import orjson
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 EVENT_ID: ContextVar[str | None] = ContextVar("event_id", default=None)
+# The current span's (trace id, span id), set by imgpipe_runtime.tracing while it is on.
+TRACE_IDS: Callable[[], tuple[str, str] | None] | None = None
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@\s]+@", re.I)
 _SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
@@ -34,6 +38,8 @@ class _Context(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
         record.event_id = EVENT_ID.get()
+        ids = TRACE_IDS() if TRACE_IDS is not None else None
+        record.trace_id, record.span_id = ids if ids is not None else (None, None)
         return True
 
 
@@ -76,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        for key in ("request_id", "event_id"):
+        for key in ("request_id", "event_id", "trace_id", "span_id"):
             value = getattr(record, key, None)
             if value:
                 line[key] = value

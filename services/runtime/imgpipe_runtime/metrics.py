@@ -8,7 +8,7 @@ never request ids or URLs.
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 # Downloads may take up to DOWNLOAD_TIMEOUT (30 s by default), webhooks up to WEBHOOK_TIMEOUT.
 SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -30,6 +30,11 @@ MESSAGES_DEAD_LETTERED = Counter(
 )
 HANDLER_ERRORS = Counter(
     "imgpipe_handler_errors", "Handler calls (a message or a batch) that raised.", ["queue"]
+)
+
+# Every service (tracing.py): 1 while spans are exported over OTLP.
+TRACING_ENABLED = Gauge(
+    "imgpipe_tracing_enabled", "1 when this process exports OpenTelemetry traces, else 0."
 )
 
 

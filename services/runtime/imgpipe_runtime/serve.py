@@ -7,6 +7,7 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
+from imgpipe_runtime import tracing
 from imgpipe_runtime.logs import QuietPolls, configure_logging
 from imgpipe_runtime.settings import ServiceSettings
 
@@ -20,9 +21,12 @@ def serve_http(
     port: int,
     quiet_paths: tuple[str, ...] = PROBES,
 ) -> None:
-    """Log as `service`, then serve `app` until SIGINT or SIGTERM (uvicorn's own handlers).
-    Successful GETs under `quiet_paths` leave no access-log line unless LOG_LEVEL=DEBUG."""
+    """Log as `service`, trace if OTEL_EXPORTER_OTLP_ENDPOINT asks for it, then serve `app`
+    until SIGINT or SIGTERM (uvicorn's own handlers). Successful GETs under `quiet_paths` leave
+    no access-log line unless LOG_LEVEL=DEBUG. (The lifespan flushes the traces at the end.)"""
     configure_logging(settings.log_level, service, settings.log_format)
+    tracing.start(service)
+    tracing.instrument_app(app)
     logging.getLogger("uvicorn.access").addFilter(QuietPolls(quiet_paths))
     uvicorn.run(
         app,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from imgpipe_runtime import tracing
 from imgpipe_runtime.auth import BAD_KEY, NO_KEY
 from imgpipe_runtime.health import health_router
 from imgpipe_runtime.metrics import metrics_router
@@ -22,17 +23,21 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 def bootstrap_lifespan(open_adapters: Callable[[], AbstractAsyncContextManager[Any]]) -> Lifespan:
     """A lifespan that opens the adapters when the server starts (inside its event loop),
-    keeps them in `app.state.adapters` while it serves, and closes them when it stops."""
+    keeps them in `app.state.adapters` while it serves, and closes them when it stops; then
+    sends the spans still buffered (tracing on)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_adapters() as adapters:
-            app.state.adapters = adapters
-            # What start-up built lives as long as the process: out of the collector's way,
-            # a full collection walks only what requests allocate (pauses of tens of ms
-            # otherwise, in front of whatever request is waiting).
-            gc.freeze()
-            yield
+        try:
+            async with open_adapters() as adapters:
+                app.state.adapters = adapters
+                # What start-up built lives as long as the process: out of the collector's
+                # way, a full collection walks only what requests allocate (pauses of tens
+                # of ms otherwise, in front of whatever request is waiting).
+                gc.freeze()
+                yield
+        finally:
+            tracing.shutdown()
 
     return lifespan
 

@@ -21,6 +21,7 @@ from imgpipe_contracts.events import (
     WebhookDelivered,
     WebhookFailed,
 )
+from imgpipe_runtime import tracing
 from imgpipe_runtime.broker import Publisher
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import FileStore, StoreUnavailable
@@ -121,53 +122,61 @@ async def complete_request(
     request = await repository.get_request(progress.request_id)
     if request is None:
         return
-    key = output_csv_key(confirmed.request_id)
-    rows = await repository.rows_in_order(confirmed.request_id)
-    # Building a large request's products and CSV is CPU work; keep it off the loop (it
-    # serves the API too).
-    products, csv_bytes = await asyncio.to_thread(_render, confirmed.request_id, rows, outcomes)
-    await files.write(key, csv_bytes, "text/csv; charset=utf-8")
-    await repository.add_products(products)
-    event = RequestCompleted(
-        request_id=confirmed.request_id,
-        status=final_state(confirmed.processed, confirmed.failed),
-        total=confirmed.total,
-        processed=confirmed.processed,
-        failed=confirmed.failed,
-        output_csv_path=key,
-        output_csv_url=await files.url_for(key),
-        webhook_url=request.get("webhook_url"),
-    )
-    # The relay's grace period counts from the claim, not from when this work began: a slow
-    # CSV or products write must not look like a claimer that died before publishing.
-    now = datetime.now(UTC)
-    claimed = await repository.claim_completion(
-        confirmed.request_id,
-        {
-            "status": event.status,
-            "completed_at": now,
-            "updated_at": now,
-            "output_csv_path": event.output_csv_path,
-            "output_csv_url": event.output_csv_url,
-            "completion_event": event.model_dump(mode="json"),
-        },
-    )
-    # Lost or won, the request is final now; pollers here should see it at once.
-    progress_cache.forget(confirmed.request_id)
-    if not claimed:
-        return
-    # Only the winner of the conditional update counts: once per request.
-    metrics.REQUESTS_COMPLETED.labels(event.status).inc()
-    log.info(
-        "request %s %s: %d processed, %d failed",
-        event.request_id,
-        event.status,
-        event.processed,
-        event.failed,
-    )
-    await _publish_completion(event, repository=repository, broker=broker)
-    # The rows live on as products now. (Should this fail, they stay behind unused.)
-    await repository.drop_rows(event.request_id)
+    # The rest belongs to the upload's trace (whichever status process or batch gets here),
+    # linked to the batch that found the request ready.
+    with tracing.joined(
+        request.get("traceparent"), "complete request", **{"imgpipe.request_id": request["_id"]}
+    ):
+        key = output_csv_key(confirmed.request_id)
+        rows = await repository.rows_in_order(confirmed.request_id)
+        # Building a large request's products and CSV is CPU work; keep it off the loop (it
+        # serves the API too).
+        with tracing.span("write output CSV", **{"imgpipe.rows": len(rows)}):
+            products, csv_bytes = await asyncio.to_thread(
+                _render, confirmed.request_id, rows, outcomes
+            )
+            await files.write(key, csv_bytes, "text/csv; charset=utf-8")
+        await repository.add_products(products)
+        event = RequestCompleted(
+            request_id=confirmed.request_id,
+            status=final_state(confirmed.processed, confirmed.failed),
+            total=confirmed.total,
+            processed=confirmed.processed,
+            failed=confirmed.failed,
+            output_csv_path=key,
+            output_csv_url=await files.url_for(key),
+            webhook_url=request.get("webhook_url"),
+        )
+        # The relay's grace period counts from the claim, not from when this work began: a slow
+        # CSV or products write must not look like a claimer that died before publishing.
+        now = datetime.now(UTC)
+        claimed = await repository.claim_completion(
+            confirmed.request_id,
+            {
+                "status": event.status,
+                "completed_at": now,
+                "updated_at": now,
+                "output_csv_path": event.output_csv_path,
+                "output_csv_url": event.output_csv_url,
+                "completion_event": event.model_dump(mode="json"),
+            },
+        )
+        # Lost or won, the request is final now; pollers here should see it at once.
+        progress_cache.forget(confirmed.request_id)
+        if not claimed:
+            return
+        # Only the winner of the conditional update counts: once per request.
+        metrics.REQUESTS_COMPLETED.labels(event.status).inc()
+        log.info(
+            "request %s %s: %d processed, %d failed",
+            event.request_id,
+            event.status,
+            event.processed,
+            event.failed,
+        )
+        await _publish_completion(event, repository=repository, broker=broker)
+        # The rows live on as products now. (Should this fail, they stay behind unused.)
+        await repository.drop_rows(event.request_id)
 
 
 def _render(
@@ -197,7 +206,10 @@ async def relay_pending_completions(
     for doc in pending:
         event = RequestCompleted.model_validate(doc["completion_event"])
         log.warning("relaying unpublished completion of %s", event.request_id)
-        await _publish_completion(event, repository=repository, broker=broker)
+        with tracing.joined(
+            doc.get("traceparent"), "relay completion", **{"imgpipe.request_id": event.request_id}
+        ):
+            await _publish_completion(event, repository=repository, broker=broker)
     return len(pending)
 
 

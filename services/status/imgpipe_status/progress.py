@@ -23,6 +23,7 @@ from cachetools import TTLCache
 from imgpipe_contracts.events import FINAL_STATES, RequestState
 from imgpipe_runtime.files import FileStore
 from imgpipe_runtime.mongo import Document
+from imgpipe_runtime.tracing import sampled_trace_id
 from imgpipe_status.domain import visible_state
 from imgpipe_status.repository import StatusRepository
 from imgpipe_status.schemas import (
@@ -162,4 +163,5 @@ async def render(doc: Document, repository: StatusRepository, files: FileStore) 
         completed_at=doc.get("completed_at"),
         webhook=WebhookOut.model_validate(webhook) if webhook else None,
         error=doc.get("error"),
+        trace_id=sampled_trace_id(doc.get("traceparent")),
     )

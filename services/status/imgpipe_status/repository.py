@@ -238,7 +238,7 @@ class StatusRepository:
     async def pending_completions(self, older_than: datetime) -> list[Document]:
         cursor = self._db[documents.REQUESTS].find(
             {"outbox_pending": True, "completed_at": {"$lt": older_than}},
-            {"completion_event": 1},
+            {"completion_event": 1, "traceparent": 1},
         )
         return [doc async for doc in cursor]
 

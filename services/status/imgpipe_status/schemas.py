@@ -170,6 +170,10 @@ class StatusOut(BaseModel):
     completed_at: datetime | None = None
     webhook: WebhookOut | None = None
     error: str | None = None
+    trace_id: str | None = Field(
+        default=None,
+        description="The upload's OpenTelemetry trace id, when it was traced (sampled)",
+    )
 
 
 class ErrorOut(BaseModel):

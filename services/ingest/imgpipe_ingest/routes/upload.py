@@ -13,6 +13,7 @@ from imgpipe_ingest.deps import BearerKey, BrokerDep, RepositoryDep, SettingsDep
 from imgpipe_ingest.repository import RequestRepository
 from imgpipe_ingest.schemas import ErrorOut, ProblemOut, UploadAccepted, UploadRejected
 from imgpipe_ingest.service import QueueingFailed, accept_upload, status_url, webhook_url_problem
+from imgpipe_runtime import tracing
 
 router = APIRouter()
 
@@ -63,7 +64,9 @@ async def upload(
             )
             if problem is not None:
                 raise CsvRejected([Problem(None, f"webhook_url: {problem}")])
-        rows = await run_in_threadpool(parse_products, file.file, settings.csv_limits())
+        with tracing.span("validate CSV"):
+            rows = await run_in_threadpool(parse_products, file.file, settings.csv_limits())
+            tracing.annotate(**{"imgpipe.rows": len(rows)})
     except CsvRejected as rejected:
         count = len(rejected.problems)
         body = UploadRejected(

@@ -194,6 +194,10 @@ function showRequest(id) {
           el("b", { id: "reused-count", text: String(reusedCount(s.reused)) }),
           `reused, ${kb(s.bytes_not_downloaded || 0)} not downloaded`)),
       progressBar(p));
+    if (s.trace_id) {
+      summary.append(el("p", {}, "Trace ", el("code", { id: "trace-id", text: s.trace_id }),
+        " (paste it into your tracing UI)"));
+    }
     if (s.output_csv_url) {
       summary.append(el("p", {}, el("a", { id: "output-csv", href: s.output_csv_url, text: "Download the output CSV" })));
     }
