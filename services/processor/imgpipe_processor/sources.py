@@ -1,6 +1,7 @@
-"""The processor's records of what it fetched and made (`sources`, `outputs`), in the database
-every processor shares: a lease there, not a lock in one process, keeps two processors (on
-any machines) from fetching and encoding the same new source at once."""
+"""The processor's records of what it fetched and made (`sources`, `outputs`, and who refers
+to an output: `output_refs`), in the database every processor shares: a lease there
+(`source_leases`), not a lock in one process, keeps two processors (on any machines) from
+fetching and encoding the same new source at once."""
 
 from __future__ import annotations
 
