@@ -30,6 +30,9 @@ from tests.faults.rabbit import PrivateRabbit
 from tests.s3 import FaultyS3, keys_in, new_bucket
 
 WEBHOOK_SECRET = "whsec_" + "ZmF1bHQtdGVzdHMtc2VjcmV0LWZvci1pbWdwaXBl"
+# The s3 system's images in progress: the images that may be past their store check when the
+# store goes down, a small share of the outage tests' requests (the default is 256).
+S3_IMAGES_IN_PROGRESS = 64
 
 
 def small_photos() -> list[bytes]:
@@ -279,7 +282,8 @@ async def system_on_s3(
     await proxy.up()
     backend = S3Backend(proxy, await new_bucket(local_s3.url))
     try:
-        async for running in _system(rabbitmq_url, tmp_path, None, backend):
+        extra_env = {"IMAGES_IN_PROGRESS": str(S3_IMAGES_IN_PROGRESS)}
+        async for running in _system(rabbitmq_url, tmp_path, None, backend, extra_env):
             yield running
     finally:
         await proxy.close()

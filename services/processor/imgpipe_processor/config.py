@@ -61,17 +61,20 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, NetworkSettings, Sto
         ge=0,
         description="Busy hosts that get metrics labels of their own (the rest: 'other').",
     )
+    # A request's jobs go to one lane, so BATCH_PREFETCH * 50 bounds one request's images in
+    # progress as well: with 4, a one-host batch 100 ms away kept at most 200 at work.
     batch_prefetch: int = Field(
-        default=4,
+        default=8,
         ge=1,
         description="Messages (a batch carries up to 50 images) each lane hands this "
         "processor at a time.",
     )
-    # Twice DOWNLOADS_PER_HOST: a host at its ceiling then leaves as many places for images
-    # being recompressed and stored; with 64, a one-host batch 100 ms away ran at 0.73-1.0x
-    # its no-latency rate, with 128 at 0.94-1.13x (make bench, runs 8a and 8b).
+    # Four times DOWNLOADS_PER_HOST: an image also waits for the database's write windows
+    # (reuse's lease and records, up to 200 ms each) while it holds a place. A one-host batch
+    # 100 ms away ran at 0.76x its no-latency rate with 128 (and 4 batches per lane), 0.87x
+    # with 256 (and 4), 0.94-1.06x with 256 and 8 (make bench, runs 8a and 8b).
     images_in_progress: int = Field(
-        default=128,
+        default=256,
         ge=1,
         description="Images one processor downloads, recompresses or stores at once.",
     )

@@ -226,27 +226,6 @@ class Reuser:
             return await self._make(body, own_key, shared=False)
         digest = hashlib.sha256(body).hexdigest()
         output = output_id(scope, digest, self._fingerprint)
-        # A new source's bytes are most likely new too: look before referring.
-        made = await self._reuse(output, job, "same_bytes", look_first=known is None)
-        if made is None:
-            made = await self._make(body, shared_key(output), shared=True)
-            about = output_about(
-                scope,
-                made.key,
-                made.width,
-                made.height,
-                made.source_format,
-                made.bytes_in,
-                made.bytes_out,
-            )
-            try:
-                await self._store.add_output(output, about, job.request_id, now)
-            except OutputBeingRemoved as exc:
-                raise Unavailable(str(exc)) from exc
-            # A collector that removed an earlier copy between our write and our record took
-            # our file with it; now that the record refers to us, none can claim it again.
-            if not await self._files.exists(made.key):
-                made = await self._make(body, made.key, shared=True)
         changes = _validated(job, fetched.headers, now) | {
             "scope": scope,
             "url": job.url,
@@ -254,7 +233,38 @@ class Reuser:
             "output_id": output,
             "bytes": len(body),
         }
-        await self._store.record(source, known, changes)
+        # A new source's bytes are most likely new too: look before referring.
+        made = await self._reuse(output, job, "same_bytes", look_first=known is None)
+        if made is not None:
+            await self._store.record(source, known, changes)
+            return made
+        made = await self._make(body, shared_key(output), shared=True)
+        about = output_about(
+            scope,
+            made.key,
+            made.width,
+            made.height,
+            made.source_format,
+            made.bytes_in,
+            made.bytes_out,
+        )
+        # The source's record goes in with the output's (one write window, not two). Should
+        # the output's fail, a record that names it is harmless: a job that finds no such
+        # output fetches the bytes again.
+        added, recorded = await asyncio.gather(
+            self._store.add_output(output, about, job.request_id, now),
+            self._store.record(source, known, changes),
+            return_exceptions=True,
+        )
+        if isinstance(added, OutputBeingRemoved):
+            raise Unavailable(str(added)) from added
+        for error in (added, recorded):
+            if isinstance(error, BaseException):
+                raise error
+        # A collector that removed an earlier copy between our write and our record took
+        # our file with it; now that the record refers to us, none can claim it again.
+        if not await self._files.exists(made.key):
+            made = await self._make(body, made.key, shared=True)
         return made
 
     def _earlier_output(self, scope: str, known: Document | None) -> str | None:

@@ -5,7 +5,7 @@ fetching and encoding the same new source at once."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,8 +79,7 @@ class SourceStore:
         if known is not None:
             await self._write_sources.write(UpdateOne({"_id": source}, {"$set": changes}))
             return
-        with contextlib.suppress(DuplicateKeyError):
-            await self._write_sources.write(InsertOne({"_id": source, **changes}))
+        await self._insert(self._write_sources, {"_id": source, **changes})
 
     async def release(self, lease: Lease) -> None:
         """End a lease before its time (the fetch failed, or left nothing to reuse), so that
@@ -110,14 +109,18 @@ class SourceStore:
         self, output: str, about: Document, request_id: str, now: datetime
     ) -> None:
         """Record a stored output (after its file is written) as referred to by `request_id`.
-        Raises OutputBeingRemoved if the collector is removing an earlier copy right now."""
-        await self._refer(output, request_id, now)
-        try:
-            new = {"_id": output, **about, "state": READY, "created_at": now, "released_at": None}
-            await self._write_outputs.write(InsertOne(new))
+        Raises OutputBeingRemoved if the collector is removing an earlier copy right now.
+
+        The reference and the output go in together (one write window, not two): a new
+        output is not released, so no collector looks at it; for one made before, the state
+        is read only once the reference is in, as `use_output` does."""
+        new = {"_id": output, **about, "state": READY, "created_at": now, "released_at": None}
+        _, inserted = await asyncio.gather(
+            self._refer(output, request_id, now), self._insert(self._write_outputs, new)
+        )
+        if inserted:
             return
-        except DuplicateKeyError:
-            pass  # made before (the same bytes under another URL, or a race)
+        # Made before (the same bytes under another URL, or a race).
         earlier = await self._outputs.find_one({"_id": output}, {"state": 1})
         if earlier is not None and earlier.get("state") == DELETING:
             raise OutputBeingRemoved(f"output {output} is being removed")
@@ -129,8 +132,16 @@ class SourceStore:
             "request_id": request_id,
             "at": now,
         }
-        with contextlib.suppress(DuplicateKeyError):  # referred to already
-            await self._write_refs.write(InsertOne(ref))
+        await self._insert(self._write_refs, ref)  # False: referred to already
+
+    @staticmethod
+    async def _insert(writer: BatchedWriter, doc: Document) -> bool:
+        """Whether `doc` was inserted (False: its `_id` was there already)."""
+        try:
+            await writer.write(InsertOne(doc))
+        except DuplicateKeyError:
+            return False
+        return True
 
 
 def output_about(
