@@ -106,10 +106,16 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def new_namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
-    """A fresh prefix and database; everything made under them is removed on exit."""
+async def new_namespace(
+    rabbitmq_url: str, mongodb_url: str, *, retry_delays: str = Namespace.retry_delays
+) -> AsyncIterator[Namespace]:
+    """A fresh prefix and database; everything made under them is removed on exit.
+    (Retry schedules belong to the namespace: their queues are named after their delays, so
+    only the namespace's own are found and removed.)"""
     token = uuid.uuid4().hex[:10]
-    ns = Namespace(rabbitmq_url, mongodb_url, f"test-{token}.", f"imgpipe_test_{token}")
+    ns = Namespace(
+        rabbitmq_url, mongodb_url, f"test-{token}.", f"imgpipe_test_{token}", retry_delays
+    )
     try:
         yield ns
     finally:

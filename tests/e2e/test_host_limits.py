@@ -31,7 +31,8 @@ OVERSHOOT = 3
 
 @pytest.fixture(scope="module")
 async def hosts_namespace(rabbitmq_url: str, mongodb_url: str) -> AsyncIterator[Namespace]:
-    async with new_namespace(rabbitmq_url, mongodb_url) as ns:
+    # Enough attempts that refusals and a short outage never fail an image.
+    async with new_namespace(rabbitmq_url, mongodb_url, retry_delays="0.5,1,2,4,8") as ns:
         yield ns
 
 
@@ -44,8 +45,6 @@ def hosts_stack(
         "IMGPIPE_ALLOW_PRIVATE_NETWORKS": "true",
         "CONNECT_TIMEOUT": "1",
         "DOWNLOAD_TIMEOUT": "2",
-        # Enough attempts that refusals and a short outage never fail an image.
-        "RETRY_DELAYS": "0.5,1,2,4,8",
     }
     with stack_running(hosts_namespace, root, settings) as running:
         yield running
