@@ -61,12 +61,8 @@ class SourceStore:
         """The right to fetch `source` until `until`, or None while someone else holds it.
         A holder that died loses it when its time is up."""
         token = uuid.uuid4().hex
-        try:
-            lease = {"_id": source, "token": token, "until": until}
-            await self._write_leases.write(InsertOne(lease))
+        if await self._insert(self._write_leases, {"_id": source, "token": token, "until": until}):
             return Lease(source, token)
-        except DuplicateKeyError:
-            pass
         result = await self._leases.update_one(
             {"_id": source, "until": {"$lte": now}}, {"$set": {"token": token, "until": until}}
         )
