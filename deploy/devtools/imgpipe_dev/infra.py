@@ -100,6 +100,10 @@ def mongodb_answers(url: str, timeout_ms: int = 1500) -> bool:
 class SecantusServer:
     """A SecantusDB server process, started and stopped by us."""
 
+    # Seconds a SIGTERMed server may take to stop: it joins its TTL sweeper and writes a
+    # checkpoint (fsynced) first, which took over 10 s once on a loaded machine.
+    STOP_GRACE = 20.0
+
     def __init__(self, port: int, storage_path: str, log_path: Path | None = None) -> None:
         self.port = port
         self.storage_path = storage_path
@@ -148,7 +152,7 @@ class SecantusServer:
         wait_until(ready, timeout, f"SecantusDB on port {self.port}", interval=0.2)
 
     def stop(self) -> None:
-        terminate(self.process, grace=20)
+        terminate(self.process, grace=self.STOP_GRACE)
 
 
 def terminate(process: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
