@@ -70,7 +70,7 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, NetworkSettings, Sto
         "processor at a time.",
     )
     # Four times DOWNLOADS_PER_HOST: an image also waits for the database's write windows
-    # (reuse's lease and records, up to 200 ms each) while it holds a place. A one-host batch
+    # (reuse's lease and records, up to 500 ms each) while it holds a place. A one-host batch
     # 100 ms away ran at 0.76x its no-latency rate with 128 (and 4 batches per lane), 0.87x
     # with 256 (and 4), 0.94-1.06x with 256 and 8 (make bench, runs 8a and 8b).
     images_in_progress: int = Field(
