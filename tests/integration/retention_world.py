@@ -70,8 +70,8 @@ class World:
 
     async def refs(self, output: str) -> list[str]:
         """The requests that refer to a shared output."""
-        found = self.db[documents.OUTPUT_REFS].find({"output": output})
-        return sorted([ref["request_id"] async for ref in found])
+        found = self.db[documents.OUTPUT_REFS].find({"outputs": output})
+        return sorted({page["request_id"] async for page in found})
 
     def output(self, name: str) -> str:
         """The id of a shared output, as the processor names one made of bytes `name`."""
@@ -83,7 +83,7 @@ class World:
         oid = self.output(name)
         key = shared_key(oid)
         now = datetime.now(UTC)
-        if await self.sources.use_output(oid, request_id, now) is None:
+        if await self.sources.use_output(oid, request_id) is None:
             await self.files.write(key, JPEG, "image/jpeg")
             about = output_about(SHARED_SCOPE, key, 10, 10, "JPEG", 100, len(JPEG))
             await self.sources.add_output(oid, about, request_id, now)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pymongo import AsyncMongoClient, InsertOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.monitoring import (
     CommandFailedEvent,
     CommandListener,
@@ -18,7 +18,7 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
-from imgpipe_processor.batching import BatchedReader, BatchedWriter
+from imgpipe_processor.batching import BatchedReader, BatchedWriter, PageWriter
 from tests.conftest import Namespace
 
 COLLECTION = "batched"
@@ -102,3 +102,28 @@ async def test_a_duplicate_insert_fails_its_own_caller_alone(
     )
     assert isinstance(results[0], DuplicateKeyError)
     assert results[1] is None
+
+
+async def test_items_added_together_go_in_one_page_per_group_in_one_command(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, commands = counted
+    collection = client[ns.database][COLLECTION]
+    pages = PageWriter(collection, "group", "items")  # type: ignore[arg-type]
+    added = [("a", "x"), ("b", "y"), ("a", "z"), ("a", "x")]
+    await asyncio.gather(*(pages.add(group, item) for group, item in added))
+    found = sorted([(page["group"], page["items"]) async for page in collection.find()])
+    assert found == [("a", ["x", "z"]), ("b", ["y"])]
+    assert commands.sent["insert"] == 1
+
+
+async def test_a_page_that_cannot_be_written_fails_every_caller_in_it(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, _ = counted
+    collection = client[ns.database][COLLECTION]
+    await collection.create_index("items", unique=True)
+    await collection.insert_one({"_id": "first", "items": ["x"]})
+    pages = PageWriter(collection, "group", "items")  # type: ignore[arg-type]
+    results = await asyncio.gather(pages.add("a", "x"), pages.add("a", "y"), return_exceptions=True)
+    assert all(isinstance(result, DuplicateKeyError | BulkWriteError) for result in results)

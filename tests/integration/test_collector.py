@@ -63,7 +63,7 @@ async def test_an_output_referred_to_again_before_the_claim_stays(world: World) 
     await deleted(world, a)
     cat = world.output("cat")
     # A processor reuses it for a new request just before the collector looks.
-    assert await world.sources.use_output(cat, "later-request", datetime.now(UTC)) is not None
+    assert await world.sources.use_output(cat, "later-request") is not None
 
     assert (await world.collect(later=HOUR + 1)).outputs_removed == 0
     doc = await world.db[documents.OUTPUTS].find_one({"_id": cat})
@@ -83,7 +83,7 @@ async def test_once_claimed_an_output_takes_no_new_reference_until_it_is_gone(
     assert token
 
     # What a processor meeting the same source does meanwhile: reuse it, or make it again.
-    assert await world.sources.use_output(cat, "later-request", now) is None
+    assert await world.sources.use_output(cat, "later-request") is None
     about = output_about(SHARED_SCOPE, shared_key(cat), 10, 10, "JPEG", 100, 20)
     with pytest.raises(OutputBeingRemoved):
         await world.sources.add_output(cat, about, "later-request", now)

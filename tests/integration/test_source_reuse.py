@@ -131,20 +131,36 @@ async def test_an_output_being_removed_is_not_reused_nor_recorded_over(
     outputs = mongo[ns.database][documents.OUTPUTS]
     await outputs.insert_one({"_id": "o1", "state": "deleting"})
     now = datetime.now(UTC)
-    assert await store.use_output("o1", "r1", now) is None
+    assert await store.use_output("o1", "r1") is None
     with pytest.raises(OutputBeingRemoved):
         await store.add_output("o1", {"key": "images/shared/o1.jpg"}, "r1", now)
     assert (await outputs.find_one({"_id": "o1"}))["state"] == "deleting"  # type: ignore[index]
 
 
-async def test_using_an_output_refers_to_it_once_per_request(
+async def test_using_an_output_records_which_request_refers_to_it(
     store: SourceStore, ns: Namespace, mongo: AsyncMongoClient[dict[str, object]]
 ) -> None:
-    refs = mongo[ns.database][documents.OUTPUT_REFS]
+    pages = mongo[ns.database][documents.OUTPUT_REFS]
     now = datetime.now(UTC)
     await store.add_output("o2", {"key": "images/shared/o2.jpg"}, "r1", now)
     for _ in range(2):
-        assert await store.use_output("o2", "r2", now) is not None
-    assert await store.use_output("o3", "r2", now, look_first=True) is None
-    found = sorted([(ref["output"], ref["request_id"]) async for ref in refs.find()])
-    assert found == [("o2", "r1"), ("o2", "r2")]
+        assert await store.use_output("o2", "r2") is not None
+    assert await store.use_output("o3", "r2", look_first=True) is None
+    found = {
+        (output, page["request_id"]) async for page in pages.find() for output in page["outputs"]
+    }
+    assert sorted(found) == [("o2", "r1"), ("o2", "r2")]
+
+
+async def test_the_references_made_together_share_one_page_per_request(
+    store: SourceStore, ns: Namespace, mongo: AsyncMongoClient[dict[str, object]]
+) -> None:
+    pages = mongo[ns.database][documents.OUTPUT_REFS]
+    now = datetime.now(UTC)
+    made = [
+        store.add_output(f"p{n}", {"key": f"images/shared/p{n}.jpg"}, f"r{n % 2}", now)
+        for n in range(10)
+    ]
+    await asyncio.gather(*made, store.use_output("p0", "r0"))
+    found = sorted([(page["request_id"], sorted(page["outputs"])) async for page in pages.find()])
+    assert found == [("r0", ["p0", "p2", "p4", "p6", "p8"]), ("r1", ["p1", "p3", "p5", "p7", "p9"])]

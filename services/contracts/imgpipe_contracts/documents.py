@@ -25,9 +25,11 @@ through these helpers.
   `source_leases`: one while a processor fetches a new source (others wait instead of fetching
   it too), ended by its time (a TTL index).
 - `outputs`: one document per stored output that requests may share, `_id` = a hash of scope,
-  source bytes and settings. `output_refs`: one document per request whose links point at an
-  output (`_id` = output id + ":" + request id), inserted by the processor before it looks at
-  the output's state and before it announces the outcome. Deleting a request removes its
+  source bytes and settings. `output_ref_pages`: which outputs a request's links point at, one
+  document per request and write window of a processor (`request_id`, `outputs`: a list, at
+  most 64), inserted by the processor before it looks at the output's state and before it
+  announces the outcome; an output may appear in several of a request's pages (a redelivered
+  job refers to it again). Deleting a request removes its
   references, and sets `released_at` on the outputs it was the last to refer to; the status
   service's collector claims an output whose `released_at` is older than a grace period
   (`state` "deleting", with `deleting_since` and the claiming `collector`), then looks for
@@ -50,7 +52,7 @@ WEBHOOK_DELIVERIES = "webhook_deliveries"
 SOURCES = "sources"
 SOURCE_LEASES = "source_leases"
 OUTPUTS = "outputs"
-OUTPUT_REFS = "output_refs"
+OUTPUT_REFS = "output_ref_pages"
 DUPLICATE_KEY = 11000
 
 
@@ -183,14 +185,9 @@ INDEXES = (
     IndexSpec(REQUESTS, (("tenant", 1), ("status", 1)), "tenant_by_status"),
     IndexSpec(REQUESTS, (("completed_at", 1),), "completed_first"),
     IndexSpec(REQUESTS, (("deleting_since", 1),), "requests_being_deleted"),
-    IndexSpec(OUTPUT_REFS, (("output", 1),), "refs_by_output"),
+    IndexSpec(OUTPUT_REFS, (("outputs", 1),), "refs_by_output"),
     IndexSpec(OUTPUT_REFS, (("request_id", 1),), "refs_by_request"),
     IndexSpec(OUTPUTS, (("released_at", 1),), "outputs_released"),
     IndexSpec(SOURCES, (("output_id", 1),), "sources_by_output"),
     IndexSpec(SOURCE_LEASES, (("until", 1),), "leases_ended", expire_after=0),
 )
-
-
-def output_ref_id(output_id: str, request_id: str) -> str:
-    """`_id` of the reference from a request to a shared output: one per pair."""
-    return f"{output_id}:{request_id}"

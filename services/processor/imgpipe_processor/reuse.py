@@ -287,8 +287,7 @@ class Reuser:
         self, output: str, job: ImageRequested, how: Reuse, *, look_first: bool = False
     ) -> Made | None:
         """The ready output `output`, now also the job's request's, if its file is there."""
-        now = datetime.now(UTC)
-        doc = await self._store.use_output(output, job.request_id, now, look_first=look_first)
+        doc = await self._store.use_output(output, job.request_id, look_first=look_first)
         if doc is None or not await self._files.exists(doc["key"]):
             return None
         metrics.REUSED.labels(how).inc()

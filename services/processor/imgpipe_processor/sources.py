@@ -1,7 +1,7 @@
-"""The processor's records of what it fetched and made (`sources`, `outputs`, and who refers
-to an output: `output_refs`), in the database every processor shares: a lease there
-(`source_leases`), not a lock in one process, keeps two processors (on any machines) from
-fetching and encoding the same new source at once."""
+"""The processor's records of what it fetched and made (`sources`, `outputs`, and which
+requests refer to an output: `output_ref_pages`), in the database every processor shares: a
+lease there (`source_leases`), not a lock in one process, keeps two processors (on any
+machines) from fetching and encoding the same new source at once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from imgpipe_contracts import documents
-from imgpipe_processor.batching import BatchedReader, BatchedWriter
+from imgpipe_processor.batching import BatchedReader, BatchedWriter, PageWriter
 from imgpipe_runtime.mongo import Document
 
 READY = "ready"
@@ -39,9 +39,10 @@ class SourceStore:
 
     The common path only inserts: a database updates one document per transaction (a few
     tenths of a millisecond each) but inserts many in one. So a lease is a document of its
-    own (`source_leases`, ended by its time: a TTL index removes it), a reference to an output
-    too (`output_refs`), a new source's record and a new output are inserted whole, and only
-    a change to what is known updates."""
+    own (`source_leases`, ended by its time: a TTL index removes it), the references of a
+    request to outputs go in pages (`output_ref_pages`: one document per request and write
+    window), a new source's record and a new output are inserted whole, and only a change to
+    what is known updates."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._sources = db[documents.SOURCES]
@@ -52,7 +53,7 @@ class SourceStore:
         self._write_sources = BatchedWriter(self._sources)
         self._write_leases = BatchedWriter(self._leases)
         self._write_outputs = BatchedWriter(self._outputs)
-        self._write_refs = BatchedWriter(db[documents.OUTPUT_REFS])
+        self._write_refs = PageWriter(db[documents.OUTPUT_REFS], "request_id", "outputs")
 
     async def source(self, source: str) -> Document | None:
         return await self._read_sources.get(source)
@@ -88,7 +89,7 @@ class SourceStore:
         await self._sources.delete_one({"_id": source})
 
     async def use_output(
-        self, output: str, request_id: str, now: datetime, *, look_first: bool = False
+        self, output: str, request_id: str, *, look_first: bool = False
     ) -> Document | None:
         """The ready output `output`, now referred to by `request_id`; None if there is none
         (never made, or being removed). The reference goes in before the output's state is
@@ -97,7 +98,7 @@ class SourceStore:
         (bytes likely new: no reference is written for an output that does not exist)."""
         if look_first and await self._read_outputs.get(output) is None:
             return None
-        await self._refer(output, request_id, now)
+        await self._write_refs.add(request_id, output)
         doc = await self._read_outputs.get(output)
         return doc if doc is not None and doc.get("state") == READY else None
 
@@ -112,7 +113,7 @@ class SourceStore:
         is read only once the reference is in, as `use_output` does."""
         new = {"_id": output, **about, "state": READY, "created_at": now, "released_at": None}
         _, inserted = await asyncio.gather(
-            self._refer(output, request_id, now), self._insert(self._write_outputs, new)
+            self._write_refs.add(request_id, output), self._insert(self._write_outputs, new)
         )
         if inserted:
             return
@@ -120,15 +121,6 @@ class SourceStore:
         earlier = await self._outputs.find_one({"_id": output}, {"state": 1})
         if earlier is not None and earlier.get("state") == DELETING:
             raise OutputBeingRemoved(f"output {output} is being removed")
-
-    async def _refer(self, output: str, request_id: str, now: datetime) -> None:
-        ref = {
-            "_id": documents.output_ref_id(output, request_id),
-            "output": output,
-            "request_id": request_id,
-            "at": now,
-        }
-        await self._insert(self._write_refs, ref)  # False: referred to already
 
     @staticmethod
     async def _insert(writer: BatchedWriter, doc: Document) -> bool:

@@ -5,9 +5,10 @@ Every step is a conditional write that is safe to repeat, so a deletion interrup
 collector. Two status processes doing the same work at once only repeat each other.
 
 Every query here is served by an index (`_id`, `images.request_outcomes_in_order`,
-`requests.completed_first`, `requests.requests_being_deleted`, `output_refs.refs_by_request`,
-`output_refs.refs_by_output`, `outputs.outputs_released`, `sources.sources_by_output`), but for
-the row batches' range of `_id`s, which the completion uses too.
+`requests.completed_first`, `requests.requests_being_deleted`,
+`output_ref_pages.refs_by_request`, `output_ref_pages.refs_by_output`,
+`outputs.outputs_released`, `sources.sources_by_output`), but for the row batches' range of
+`_id`s, which the completion uses too.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # for a range of `_id`s, and its `delete_many` with `$in` grows with the square of the list
 # (5,000 ids took 59 s here); one bulk write of single deletes stays at about 0.2 ms each.
 IDS_PER_WRITE = 1000
-# References read at once when one output's are looked at (a placeholder may have thousands).
+# Pages of references read at once when one output's are looked at (a placeholder may have
+# thousands), and when a request's are removed (each page names at most 64 outputs).
 REFS_PAGE = 500
+OWN_REF_PAGES = 16
 KEYS_PER_DELETE = 1000
 # The processor's states of a shared output (`imgpipe_processor.sources`).
 READY, DELETING = "ready", "deleting"
@@ -49,17 +52,17 @@ def _before(cutoff: datetime) -> Document:
 async def referring_requests(
     refs: AsyncCollection[Document], output_id: str
 ) -> AsyncIterator[list[str]]:
-    """The requests that refer to a shared output, REFS_PAGE at a time (a placeholder may
-    have thousands)."""
+    """The requests that refer to a shared output, from REFS_PAGE pages of references at a
+    time (a placeholder may have thousands); a request may come more than once."""
     after = ""
-    query: Document = {"output": output_id}
+    query: Document = {"outputs": output_id}
     while (
-        page := await refs.find(query | {"_id": {"$gt": after}}, {"request_id": 1})
+        pages := await refs.find(query | {"_id": {"$gt": after}}, {"request_id": 1})
         .sort("_id", 1)
         .to_list(REFS_PAGE)
     ):
-        yield [ref["request_id"] for ref in page]
-        after = page[-1]["_id"]
+        yield list(dict.fromkeys(page["request_id"] for page in pages))
+        after = pages[-1]["_id"]
 
 
 class RetentionRepository:
@@ -120,20 +123,21 @@ class RetentionRepository:
         refers to gets `released_at` first (the collector counts its grace from then), so a
         crash in between leaves references that a repeat finds and finishes; one still
         shared keeps `released_at: None`, so the collector never has to look at it."""
-        while refs := await self._refs.find({"request_id": request_id}, {"output": 1}).to_list(
-            IDS_PER_WRITE
+        while pages := await self._refs.find({"request_id": request_id}, {"outputs": 1}).to_list(
+            OWN_REF_PAGES
         ):
-            outputs = [ref["output"] for ref in refs]
-            shared = await self._refs.distinct(
-                "output", {"output": {"$in": outputs}, "request_id": {"$ne": request_id}}
+            outputs = sorted({output for page in pages for output in page["outputs"]})
+            # The pages of other requests that name any of them list other outputs too.
+            named = await self._refs.distinct(
+                "outputs", {"outputs": {"$in": outputs}, "request_id": {"$ne": request_id}}
             )
-            released = sorted(set(outputs) - set(shared))
+            released = sorted(set(outputs) - set(named))
             if released:
                 await self._outputs.update_many(
                     {"_id": {"$in": released}, "released_at": None},
                     {"$set": {"released_at": now}},
                 )
-            await self._refs.bulk_write([DeleteOne({"_id": ref["_id"]}) for ref in refs])
+            await self._refs.bulk_write([DeleteOne({"_id": page["_id"]}) for page in pages])
 
     async def drop_records(self, request_id: str, rows: int) -> None:
         """Remove the request's image facts, products and row batches (not the request)."""
