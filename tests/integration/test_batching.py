@@ -89,6 +89,21 @@ async def test_a_stream_of_reads_waits_for_company(
     assert commands.sent["find"] <= 4
 
 
+async def test_the_end_of_a_stream_of_writes_waits_only_for_a_pause(
+    ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
+) -> None:
+    client, commands = counted
+    writer = BatchedWriter(client[ns.database][COLLECTION], window=30.0)  # type: ignore[arg-type]
+
+    async def one_every_10_ms(n: int) -> None:
+        await asyncio.sleep(n * 0.01)
+        await writer.write(InsertOne({"_id": n}))
+
+    # Without the pause, the stream's last group would wait for the 30 s window.
+    await asyncio.wait_for(asyncio.gather(*(one_every_10_ms(n) for n in range(12))), timeout=5)
+    assert commands.sent["insert"] <= 4  # the first three alone at most, the rest together
+
+
 async def test_a_duplicate_insert_fails_its_own_caller_alone(
     ns: Namespace, counted: tuple[AsyncMongoClient[dict[str, object]], Commands]
 ) -> None:

@@ -30,18 +30,28 @@ class _Window:
 
     A lone addition goes at the next turn of the event loop, with whatever the other jobs of
     its batch message add in the same turn: a single image waits for nothing. In a stream
-    (`STREAM` additions within `seconds`) the first of the next group waits up to `seconds`
-    for company, so that one round trip serves many images; `enough` items go at once.
+    (`STREAM` additions within `seconds`) the first of the next group waits for company, so
+    that one round trip serves many images: until `enough` items are there, until the stream
+    pauses for `quiet` seconds (at its end: a request's last images wait no longer than
+    that), or for `seconds` at most.
     """
 
     STREAM = 3
 
-    def __init__(self, seconds: float, enough: int, flush: Callable[[list[Any]], Any]) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        enough: int,
+        flush: Callable[[list[Any]], Any],
+        quiet: float = 0.05,
+    ) -> None:
         self._seconds = seconds
         self._enough = enough
+        self._quiet = quiet
         self._flush = flush
         self._pending: list[Any] = []
         self._timer: asyncio.Handle | None = None
+        self._deadline = 0.0
         self._recent: deque[float] = deque(maxlen=self.STREAM)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -54,9 +64,21 @@ class _Window:
         if len(self._pending) >= self._enough:
             self._go()
         elif self._timer is None:
-            self._timer = (
-                loop.call_later(self._seconds, self._go) if streaming else loop.call_soon(self._go)
-            )
+            if streaming:
+                self._deadline = now + self._seconds
+                self._timer = loop.call_later(min(self._quiet, self._seconds), self._wait)
+            else:
+                self._timer = loop.call_soon(self._go)
+
+    def _wait(self) -> None:
+        # One timer per group, moved on while additions keep coming (not one per addition).
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = min(self._recent[-1] + self._quiet, self._deadline)
+        if now + 0.001 >= due:
+            self._go()
+        else:
+            self._timer = loop.call_later(due - now, self._wait)
 
     def _go(self) -> None:
         if self._timer is not None:
