@@ -59,6 +59,22 @@ async def test_a_lone_outcome_is_published_at_once_in_a_message_of_its_own() -> 
     assert [o.row_index for o in message.outcomes] == [0]
 
 
+async def test_outcomes_handed_over_in_one_turn_with_no_image_in_progress_share_a_message() -> None:
+    # Jobs that need no work (a URL met earlier in the request) all finish in one turn of
+    # the loop, each leaving its slot before it hands over its outcome.
+    broker = FakeBroker()
+    batcher = OutcomeBatcher(broker, await busy_slots(0), max_wait=3600)
+    rid = uuid.uuid4().hex
+
+    await asyncio.wait_for(
+        asyncio.gather(*(batcher.publish(processed(rid, row)) for row in range(3))), timeout=5
+    )
+
+    [message] = broker.published
+    assert isinstance(message, ImageOutcomes)
+    assert sorted(o.row_index for o in message.outcomes) == [0, 1, 2]
+
+
 async def test_outcomes_finishing_together_share_one_message_per_request() -> None:
     broker = FakeBroker()
     # One more image still being worked on: these three wait for the window, together.
