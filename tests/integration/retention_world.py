@@ -25,6 +25,7 @@ from imgpipe_runtime.broker import Broker
 from imgpipe_runtime.files import FileStore, LocalFileStore, open_file_store
 from imgpipe_runtime.mongo import ensure_indexes
 from imgpipe_runtime.settings import StorageSettings
+from imgpipe_status.assembly import Assembly
 from imgpipe_status.collector import Collected, collect
 from imgpipe_status.handlers import handle_image_outcomes
 from imgpipe_status.progress import ProgressCache, load_snapshot
@@ -115,6 +116,7 @@ class World:
             broker=self.broker,
             files=self.files,
             progress_cache=self.cache,
+            assembly=Assembly(capacity=100),
         )
         request = await self.repository.get_request(request_id)
         assert request is not None and request["status"] == "Completed"

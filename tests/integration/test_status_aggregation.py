@@ -32,6 +32,7 @@ from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import LocalFileStore
 from imgpipe_runtime.mongo import ensure_indexes
 from imgpipe_runtime.retry import Unavailable
+from imgpipe_status.assembly import Assembly
 from imgpipe_status.handlers import (
     complete_request,
     handle_image_batches,
@@ -67,6 +68,11 @@ def cache_over(repository: StatusRepository, files: LocalFileStore) -> ProgressC
 @pytest.fixture
 def progress_cache(repository: StatusRepository, files: LocalFileStore) -> ProgressCache:
     return cache_over(repository, files)
+
+
+@pytest.fixture
+def assembly() -> Assembly:
+    return Assembly(capacity=1000)
 
 
 async def accepted_request(mongo: Mongo, ns: Namespace, urls_per_row: list[int]) -> str:
@@ -150,7 +156,7 @@ async def test_a_redelivered_outcome_is_counted_once(
     event = processed(request_id, 0, 0)
     now = datetime.now(UTC)
     await repository.record_outcomes([event], now)
-    [progress] = await repository.record_outcomes([event, event], now)
+    [progress] = (await repository.record_outcomes([event, event], now)).progress
     assert (progress.processed, progress.failed, progress.total) == (1, 0, 2)
 
 
@@ -162,7 +168,9 @@ async def test_an_outcome_stored_but_not_counted_before_a_crash_is_counted_on_re
     await repository.record_outcomes([processed(request_id, 0, 0)], now)
     crashed = failed(request_id, 0, 1)
     await mongo[ns.database][documents.IMAGES].insert_one(outcome_document(crashed, now))
-    [progress] = await repository.record_outcomes([crashed, processed(request_id, 0, 2)], now)
+    recorded = await repository.record_outcomes([crashed, processed(request_id, 0, 2)], now)
+    [progress] = recorded.progress
+    assert [doc["_id"] for doc in recorded.new] == [f"{request_id}:0:2"]
     assert (progress.processed, progress.failed) == (2, 1)
 
 
@@ -175,18 +183,29 @@ async def test_a_complete_request_gets_its_csv_products_and_one_completion_event
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [2, 1])
     batch = deliveries(processed(request_id, 1, 0), failed(request_id, 0, 1))
     await handle_image_outcomes(
-        batch, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+        batch,
+        repository=repository,
+        broker=broker,
+        files=files,
+        progress_cache=progress_cache,
+        assembly=assembly,
     )
     request = await repository.get_request(request_id)
     assert request is not None and request["status"] == "Pending"
 
     last = deliveries(processed(request_id, 0, 0))
     await handle_image_outcomes(
-        last, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+        last,
+        repository=repository,
+        broker=broker,
+        files=files,
+        progress_cache=progress_cache,
+        assembly=assembly,
     )
 
     request = await repository.get_request(request_id)
@@ -229,11 +248,17 @@ async def test_a_request_whose_every_image_failed_is_failed(
     broker: Broker,
     files: LocalFileStore,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [1, 1])
     batch = deliveries(failed(request_id, 0, 0), failed(request_id, 1, 0))
     await handle_image_outcomes(
-        batch, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+        batch,
+        repository=repository,
+        broker=broker,
+        files=files,
+        progress_cache=progress_cache,
+        assembly=assembly,
     )
     request = await repository.get_request(request_id)
     assert request is not None
@@ -247,18 +272,29 @@ async def test_a_status_cached_while_images_are_outstanding_shows_the_completion
     broker: Broker,
     files: LocalFileStore,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [2])
     batch = deliveries(failed(request_id, 0, 1))
     await handle_image_outcomes(
-        batch, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+        batch,
+        repository=repository,
+        broker=broker,
+        files=files,
+        progress_cache=progress_cache,
+        assembly=assembly,
     )
     before = await progress_cache.snapshot(request_id, None)
     assert before is not None and before.state == "Processing"
 
     last = deliveries(processed(request_id, 0, 0))
     await handle_image_outcomes(
-        last, repository=repository, broker=broker, files=files, progress_cache=progress_cache
+        last,
+        repository=repository,
+        broker=broker,
+        files=files,
+        progress_cache=progress_cache,
+        assembly=assembly,
     )
 
     after = await progress_cache.snapshot(request_id, None)
@@ -283,11 +319,13 @@ async def test_completion_is_claimed_once_when_two_consumers_race(
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     request_id = await accepted_request(mongo, ns, [2])
-    [progress] = await repository.record_outcomes(
+    recorded = await repository.record_outcomes(
         [processed(request_id, 0, 0), processed(request_id, 0, 1)], datetime.now(UTC)
     )
+    [progress] = recorded.progress
     await asyncio.gather(
         *(
             complete_request(
@@ -296,6 +334,7 @@ async def test_completion_is_claimed_once_when_two_consumers_race(
                 broker=broker,
                 files=files,
                 progress_cache=progress_cache,
+                assembly=assembly,
             )
             for _ in range(4)
         )
@@ -367,6 +406,7 @@ async def test_outcomes_wait_for_an_unreachable_database_instead_of_failing(
             broker=broker,
             files=files,
             progress_cache=cache_over(repository, files),
+            assembly=Assembly(100),
         )
     await unreachable.close()
 
@@ -380,9 +420,11 @@ async def test_a_redelivered_batch_keeps_each_row_once_and_recounts_them(
     )
     first, rest = batch_of(request_id, [1, 1]), batch_of(request_id, [1, 1, 1], first_row=2)
 
-    [progress] = await repository.record_rows([first])
+    [progress] = (await repository.record_rows([first])).progress
     assert (progress.rows, progress.rows_recorded) == (3, 2)
-    [progress] = await repository.record_rows([first, rest])
+    recorded = await repository.record_rows([first, rest])
+    [progress] = recorded.progress
+    assert [doc["_id"] for doc in recorded.new] == [documents.product_id(request_id, 2)]
 
     assert (progress.rows, progress.rows_recorded) == (3, 3)
     rows = await repository.rows_in_order(request_id)
@@ -398,6 +440,7 @@ async def test_rows_recorded_after_the_last_outcome_complete_the_request(
     channel: aio_pika.abc.AbstractChannel,
     completions: str,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     request_id = uuid.uuid4().hex
     await mongo[ns.database][documents.REQUESTS].insert_one(
@@ -409,6 +452,7 @@ async def test_rows_recorded_after_the_last_outcome_complete_the_request(
         broker=broker,
         files=files,
         progress_cache=progress_cache,
+        assembly=assembly,
     )
     request = await repository.get_request(request_id)
     assert request is not None and request["status"] == "Pending"
@@ -419,6 +463,7 @@ async def test_rows_recorded_after_the_last_outcome_complete_the_request(
         broker=broker,
         files=files,
         progress_cache=progress_cache,
+        assembly=assembly,
     )
 
     request = await repository.get_request(request_id)
@@ -429,3 +474,48 @@ async def test_rows_recorded_after_the_last_outcome_complete_the_request(
     ]
     [message] = await take(channel, completions, 1)
     assert RequestCompleted.model_validate_json(message.body).request_id == request_id
+
+
+async def test_a_finished_rows_product_is_stored_before_its_request_completes(
+    ns: Namespace,
+    mongo: Mongo,
+    repository: StatusRepository,
+    broker: Broker,
+    files: LocalFileStore,
+    progress_cache: ProgressCache,
+    assembly: Assembly,
+) -> None:
+    request_id = uuid.uuid4().hex
+    await mongo[ns.database][documents.REQUESTS].insert_one(
+        documents.request_document(request_id, 2, 3, None, datetime.now(UTC))
+    )
+    handlers: dict[str, Any] = {
+        "repository": repository,
+        "broker": broker,
+        "files": files,
+        "progress_cache": progress_cache,
+        "assembly": assembly,
+    }
+    await handle_image_batches(deliveries(batch_of(request_id, [2, 1])), **handlers)
+    products = mongo[ns.database][documents.PRODUCTS]
+
+    await handle_image_outcomes(deliveries(processed(request_id, 1, 0)), **handlers)
+
+    [early] = await products.find(documents.products_of(request_id)).to_list()
+    assert early["_id"] == documents.product_id(request_id, 1)
+    request = await repository.get_request(request_id)
+    assert request is not None and request["status"] == "Pending"
+
+    last = deliveries(processed(request_id, 0, 0), failed(request_id, 0, 1))
+    await handle_image_outcomes(last, **handlers)
+
+    request = await repository.get_request(request_id)
+    assert request is not None and request["status"] == "Completed"
+    stored = await products.find(documents.products_of(request_id)).sort("_id", 1).to_list()
+    assert [p["row_index"] for p in stored] == [0, 1]
+    assert stored[0]["errors"][1].startswith("http_404")
+    rows = list(csv.reader(io.StringIO((files.root / request["output_csv_path"]).read_text())))
+    assert [r[3] for r in rows[1:]] == [
+        f"http://status.test/files/images/{request_id}/0-0.jpg,",
+        f"http://status.test/files/images/{request_id}/1-0.jpg",
+    ]

@@ -33,6 +33,7 @@ from imgpipe_contracts.events import (
 from imgpipe_runtime.consumer import Delivery
 from imgpipe_runtime.files import StoreUnavailable
 from imgpipe_runtime.retry import Reject, Unavailable
+from imgpipe_status.assembly import Assembly
 from imgpipe_status.handlers import (
     complete_request,
     handle_image_batches,
@@ -42,7 +43,7 @@ from imgpipe_status.handlers import (
 )
 from imgpipe_status.progress import ProgressCache, Snapshot
 from imgpipe_status.records import Outcome, outcome_document, row_batch_document
-from imgpipe_status.repository import Progress
+from imgpipe_status.repository import Progress, Recorded
 from tests.unit.fakes import FILES, FakeBroker, FakeFiles
 
 Document = dict[str, Any]
@@ -113,25 +114,29 @@ class FakeRepository:
             doc["rows_recorded"],
         )
 
-    async def record_rows(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
+    async def record_rows(self, batches: Sequence[ImageBatchRequested]) -> Recorded:
         self._check("record_rows")
         self.log.append("record_rows")
+        known = set(self.row_batches)
         touched = self._add_rows(batches)
-        return [self._progress(rid) for rid in touched if rid in self.requests]
+        new = [doc for key, doc in self.row_batches.items() if key not in known]
+        return Recorded([self._progress(rid) for rid in touched if rid in self.requests], new)
 
-    async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
+    async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> Recorded:
         self._check("record_outcomes")
         self.log.append("record_outcomes")
         touched: list[str] = []
+        new: list[Document] = []
         for event in events:
             if event.request_id not in touched:
                 touched.append(event.request_id)
             if event.image_id in self.facts:
                 continue
             self.facts[event.image_id] = outcome_document(event, now)
+            new.append(self.facts[event.image_id])
         for request_id in touched:
             await self.recount(request_id, now)
-        return [self._progress(rid) for rid in touched if rid in self.requests]
+        return Recorded([self._progress(rid) for rid in touched if rid in self.requests], new)
 
     async def recount(
         self, request_id: str, now: datetime, facts: list[Document] | None = None
@@ -163,10 +168,12 @@ class FakeRepository:
 
     async def outcomes(self, request_id: str) -> list[Document]:
         self._check("outcomes")
+        self.log.append(f"outcomes {request_id}")
         return [dict(f) for f in self.facts.values() if f["request_id"] == request_id]
 
     async def add_products(self, products: list[Document]) -> None:
         self._check("add_products")
+        self.log.append(f"add_products {len(products)}")
         for product in products:
             self.products.setdefault(product["_id"], product)
 
@@ -224,6 +231,7 @@ class World:
         self.broker = FakeBroker(self.log)
         # Cached for longer than any test: only the handlers' `forget` can refresh a status.
         self.progress_cache = ProgressCache(self._snapshot, ttl=3600)
+        self.assembly = Assembly(capacity=1000)
 
     async def _snapshot(self, request_id: str) -> Snapshot | None:
         doc = self.repository.requests.get(request_id)
@@ -245,6 +253,7 @@ class World:
             broker=self.broker,
             files=self.files,
             progress_cache=self.progress_cache,
+            assembly=self.assembly,
         )
 
     async def complete(self, progress: Progress) -> None:
@@ -254,6 +263,7 @@ class World:
             broker=self.broker,
             files=self.files,
             progress_cache=self.progress_cache,
+            assembly=self.assembly,
         )
 
     async def batches(self, *events: Event, attempt: int = 1) -> None:
@@ -263,6 +273,7 @@ class World:
             broker=self.broker,
             files=self.files,
             progress_cache=self.progress_cache,
+            assembly=self.assembly,
         )
 
     async def relay(self, grace: float) -> int:
@@ -450,6 +461,7 @@ async def test_the_last_outcome_writes_the_csv_then_claims_then_publishes_the_co
     assert world.log == [
         "record_outcomes",
         f"write {key}",
+        "add_products 2",
         f"claim {rid}",
         "publish request.completed",
         f"mark_published {rid}",
@@ -602,6 +614,93 @@ async def test_a_consumer_that_loses_the_claim_to_another_publishes_nothing(
     assert f"claim {rid}" in world.log
     assert world.broker.published == []
     assert "outbox_pending" not in world.repository.requests[rid]
+
+
+# --- products as rows finish ------------------------------------------------------------------
+
+
+def request_with_rows_unrecorded(world: World) -> str:
+    """A request whose rows come through the handler (as their batch message does)."""
+    rid = uuid.uuid4().hex
+    world.repository.add_request(rid, [[A, B], [C]], recorded=False)
+    return rid
+
+
+async def test_a_rows_product_goes_in_when_its_last_image_has_an_outcome(world: World) -> None:
+    rid = request_with_rows_unrecorded(world)
+    await world.batches(batch_of(rid, [[A, B], [C]]))
+
+    await world.outcomes(processed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    assert set(world.repository.products) == {documents.product_id(rid, 1)}
+    await world.outcomes(failed(rid, 0, 0, A))
+
+    assert world.completions()[0].request_id == rid
+    assert set(world.repository.products) == {documents.product_id(rid, r) for r in (0, 1)}
+    # Inserted as their rows finished, not again at completion.
+    assert world.log.count("add_products 1") == 2
+
+
+async def test_rows_recorded_after_their_outcomes_go_in_with_their_products(
+    world: World,
+) -> None:
+    rid = request_with_rows_unrecorded(world)
+    await world.outcomes(processed(rid, 1, 0, C))
+    assert world.repository.products == {}
+
+    await world.batches(batch_of(rid, [[A, B]]))
+    await world.batches(batch_of(rid, [[C]], first_row=1))
+
+    assert set(world.repository.products) == {documents.product_id(rid, 1)}
+    assert world.completions() == []
+
+
+async def test_a_completion_whose_facts_were_all_recorded_here_reads_none_back(
+    world: World,
+) -> None:
+    rid = request_with_rows_unrecorded(world)
+    await world.batches(batch_of(rid, [[A, B], [C]]))
+
+    await world.outcomes(processed(rid, 0, 0, A), processed(rid, 0, 1, B), failed(rid, 1, 0, C))
+
+    assert world.completions()[0].processed == 2
+    assert f"outcomes {rid}" not in world.log
+
+
+async def test_products_built_as_rows_finish_are_those_a_completion_builds(world: World) -> None:
+    rid = request_with_rows_unrecorded(world)
+    events = (processed(rid, 0, 0, A), failed(rid, 0, 1, B), processed(rid, 1, 0, C))
+    await world.batches(batch_of(rid, [[A, B], [C]]))
+    for event in events:
+        await world.outcomes(event)
+
+    at_completion = World()
+    at_completion.assembly = Assembly(capacity=0)
+    at_completion.repository.add_request(rid, [[A, B], [C]], recorded=False)
+    await at_completion.batches(batch_of(rid, [[A, B], [C]]))
+    for event in events:
+        await at_completion.outcomes(event)
+
+    assert world.repository.products == at_completion.repository.products
+    assert "add_products 2" in at_completion.log and "add_products 1" in world.log
+    key = f"outputs/output_{rid}.csv"
+    assert world.files.stored[key] == at_completion.files.stored[key]
+
+
+async def test_a_fact_recorded_by_another_process_is_read_back_at_completion(
+    world: World,
+) -> None:
+    rid = request_with_rows_unrecorded(world)
+    await world.batches(batch_of(rid, [[A, B], [C]]))
+    # Another status process took this outcome: this one never saw it.
+    elsewhere = processed(rid, 0, 0, A)
+    world.repository.facts[elsewhere.image_id] = outcome_document(elsewhere, datetime.now(UTC))
+
+    await world.outcomes(processed(rid, 0, 1, B), processed(rid, 1, 0, C))
+
+    assert f"outcomes {rid}" in world.log
+    assert world.completions()[0].processed == 3
+    product = world.repository.products[documents.product_id(rid, 0)]
+    assert product["output_image_urls"][0] == elsewhere.output_url
 
 
 # --- the outbox -------------------------------------------------------------------------------

@@ -9,9 +9,11 @@ through these helpers.
 - `row_batches`: the rows of one image batch as status received them (`_id` =
   `<request>:<first row, 7 digits>`); `rows_recorded` on the request counts their rows. A
   staging area: they become products when the request completes, and are removed then.
-- `products`: the seed's table, one document per CSV row of a finished request, `_id` =
-  `<request>:<row, 7 digits>`, inserted complete when the request completes (inserts cost the
-  database a fraction of updates); the `input_image_urls` / `output_image_urls` arrays keep the
+- `products`: the seed's table, one document per CSV row, `_id` = `<request>:<row, 7
+  digits>`, inserted complete (inserts cost the database a fraction of updates): as soon as
+  every image of the row has an outcome, where the status process that recorded the row also
+  recorded those outcomes, and otherwise when the request completes (every product is in
+  before the request is final); the `input_image_urls` / `output_image_urls` arrays keep the
   CSV's order (a failed image leaves `None` at its position and its reason at the same
   position of `errors`).
 - `api_keys`: one document per API key (`_id` = key id): its tenant and a salted hash.

@@ -24,6 +24,7 @@ from imgpipe_runtime.files import FileStore, open_file_store
 from imgpipe_runtime.health import Health, health_of
 from imgpipe_runtime.links import LinkSigner, link_signer
 from imgpipe_runtime.mongo import Document, connected_database, ping
+from imgpipe_status.assembly import Assembly
 from imgpipe_status.collector import Collected, collect
 from imgpipe_status.config import Settings
 from imgpipe_status.handlers import (
@@ -80,6 +81,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
             ),
             RetentionRepository(db),
         )
+        # Shared by both consumers: a row's product needs its row and its outcomes.
+        assembly = Assembly(settings.assembly_images)
         await broker.consume_batches(
             STATUS_IMAGE_OUTCOME,
             partial(
@@ -88,6 +91,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
                 broker=broker,
                 files=status.files,
                 progress_cache=status.progress_cache,
+                assembly=assembly,
             ),
             batch_size=settings.batch_size,
             max_wait=settings.batch_wait,
@@ -100,6 +104,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Status]:
                 broker=broker,
                 files=status.files,
                 progress_cache=status.progress_cache,
+                assembly=assembly,
             ),
             batch_size=settings.row_batch_messages,
             max_wait=settings.batch_wait,

@@ -17,8 +17,17 @@ class Settings(LinkSettings, BrokerSettings, MongoSettings, StorageSettings):
     row_batch_messages: int = Field(
         default=20,
         ge=1,
-        description="Image batches (up to 50 rows each) whose rows are inserted as products "
-        "in one database write.",
+        description="Image batches (up to 50 rows each) whose rows are recorded in one "
+        "database write.",
+    )
+    assembly_images: int = Field(
+        default=50_000,
+        ge=0,
+        description="Images of requests in progress whose rows and outcomes this process keeps "
+        "in memory (up to about 1 kB each: 50 MB at the default), so that a row's product is "
+        "inserted as soon as its last image has an outcome and a completion reads nothing "
+        "back; a request larger than this gets all its products at completion (0: every "
+        "request does).",
     )
     batch_wait: float = Field(default=0.05, ge=0, description="Seconds to wait to fill a batch.")
     events_interval: float = Field(

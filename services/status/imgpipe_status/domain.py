@@ -78,24 +78,28 @@ def finished_products(
 ) -> list[dict[str, Any]]:
     """The request's product documents, each image's output URL or error in place."""
     by_image = {(o["row_index"], o["position"]): o for o in outcomes}
-    products = []
-    for row in rows:
-        cells = [
-            _output_and_error(by_image.get((row["row_index"], position)))
-            for position in range(len(row["urls"]))
-        ]
-        products.append(
-            documents.product_document(
-                request_id,
-                row["row_index"],
-                row["serial_number"],
-                row["product_name"],
-                list(row["urls"]),
-                [url for url, _ in cells],
-                [error for _, error in cells],
-            )
-        )
-    return products
+    return [product_of(request_id, row, by_image) for row in rows]
+
+
+def product_of(
+    request_id: str,
+    row: Mapping[str, Any],
+    by_image: Mapping[tuple[int, int], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A row's product document, from the outcome facts by (row, position)."""
+    cells = [
+        _output_and_error(by_image.get((row["row_index"], position)))
+        for position in range(len(row["urls"]))
+    ]
+    return documents.product_document(
+        request_id,
+        row["row_index"],
+        row["serial_number"],
+        row["product_name"],
+        list(row["urls"]),
+        [url for url, _ in cells],
+        [error for _, error in cells],
+    )
 
 
 def _output_and_error(outcome: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,9 +29,11 @@ from imgpipe_runtime.files import FileStore, StoreUnavailable
 from imgpipe_runtime.mongo import Document
 from imgpipe_runtime.retry import Reject, Unavailable
 from imgpipe_status import metrics
+from imgpipe_status.assembly import Assembly
 from imgpipe_status.domain import final_state, finished_products, output_csv_key, render_output_csv
 from imgpipe_status.progress import ProgressCache
-from imgpipe_status.repository import Progress, StatusRepository
+from imgpipe_status.records import fact_summary
+from imgpipe_status.repository import Progress, Recorded, StatusRepository
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,10 @@ async def handle_image_outcomes(
     broker: Publisher,
     files: FileStore,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
-    """Record a batch of ImageOutcomes and complete requests that are done."""
+    """Record a batch of ImageOutcomes, insert the products of the rows they finish, and
+    complete requests that are done."""
     outcomes: list[ImageProcessed | ImageFailed] = []
     for delivery in deliveries:
         if not isinstance(delivery.event, ImageOutcomes):
@@ -53,8 +58,15 @@ async def handle_image_outcomes(
     with _dependency_errors_as_unavailable():
         # Counters alone change here: pollers see them when the cache entry expires
         # (STATUS_CACHE_SECONDS), so a busy request's batches never empty the cache.
-        touched = await repository.record_outcomes(outcomes, now)
-        await _complete_ready(touched, repository, broker, files, progress_cache)
+        recorded = await repository.record_outcomes(outcomes, now)
+        ready = {
+            rid: assembly.add_facts(rid, total, [fact_summary(fact) for fact in facts])
+            for (rid, total), facts in _new_in_progress(recorded).items()
+        }
+        await _insert_products(ready, repository, assembly)
+        await _complete_ready(
+            recorded.progress, repository, broker, files, progress_cache, assembly
+        )
 
 
 async def handle_image_batches(
@@ -64,6 +76,7 @@ async def handle_image_batches(
     broker: Publisher,
     files: FileStore,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     """Keep the rows of ImageBatchRequested batches for their requests' products. The last
     rows of a request may arrive after its last outcome, so this completes requests too."""
@@ -71,13 +84,44 @@ async def handle_image_batches(
     if len(batches) != len(deliveries):
         raise Reject("status.image-batch-requested only takes image.requested.batch")
     with _dependency_errors_as_unavailable():
-        touched = await repository.record_rows(batches)
-        for progress in touched:
+        recorded = await repository.record_rows(batches)
+        for progress in recorded.progress:
             # Already final (a batch redelivered after completion, or an upload that failed
             # while being queued): its rows will never become products.
             if progress.status in FINAL_STATES:
                 await repository.drop_rows(progress.request_id)
-        await _complete_ready(touched, repository, broker, files, progress_cache)
+                assembly.forget(progress.request_id)
+        ready = {
+            rid: assembly.add_rows(rid, total, [row for batch in docs for row in batch["rows"]])
+            for (rid, total), docs in _new_in_progress(recorded).items()
+        }
+        await _insert_products(ready, repository, assembly)
+        await _complete_ready(
+            recorded.progress, repository, broker, files, progress_cache, assembly
+        )
+
+
+def _new_in_progress(recorded: Recorded) -> dict[tuple[str, int], list[Document]]:
+    """The newly inserted documents of requests still in progress, by request and its total
+    of images."""
+    pending = {p.request_id: p.total for p in recorded.progress if p.status == "Pending"}
+    found: dict[tuple[str, int], list[Document]] = defaultdict(list)
+    for doc in recorded.new:
+        if (rid := doc["request_id"]) in pending:
+            found[(rid, pending[rid])].append(doc)
+    return found
+
+
+async def _insert_products(
+    ready: dict[str, list[Document]], repository: StatusRepository, assembly: Assembly
+) -> None:
+    """Insert the products of rows just finished (one write for the batch)."""
+    products = [product for done in ready.values() for product in done]
+    if not products:
+        return
+    await repository.add_products(products)
+    for request_id, done in ready.items():
+        assembly.mark_inserted(request_id, done)
 
 
 async def _complete_ready(
@@ -86,6 +130,7 @@ async def _complete_ready(
     broker: Publisher,
     files: FileStore,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     for progress in touched:
         if progress.ready and progress.status == "Pending":
@@ -95,6 +140,7 @@ async def _complete_ready(
                 broker=broker,
                 files=files,
                 progress_cache=progress_cache,
+                assembly=assembly,
             )
 
 
@@ -105,17 +151,22 @@ async def complete_request(
     broker: Publisher,
     files: FileStore,
     progress_cache: ProgressCache,
+    assembly: Assembly,
 ) -> None:
     """Confirm from the facts that every image has an outcome, then finish the request once:
-    the products get their outputs, the output CSV is written, the request its final state.
+    the products not inserted yet go in, the output CSV is written, the request gets its
+    final state.
 
-    The output CSV is written before the state changes (a client that sees Completed can
-    download it). The final state and the completion event are stored together (an outbox):
-    whoever wins the conditional update publishes; if it dies first, the relay does.
+    The products and the output CSV are there before the state changes (a client that sees
+    Completed finds them). The final state and the completion event are stored together (an
+    outbox): whoever wins the conditional update publishes; if it dies first, the relay does.
     """
     now = datetime.now(UTC)
-    # One read of the facts both confirms the counters and gives the products their outputs.
-    outcomes = await repository.outcomes(progress.request_id)
+    # One read of the facts both confirms the counters and gives the products their outputs;
+    # none when this process inserted every one of them (they are the request's facts).
+    outcomes = assembly.facts(progress.request_id, progress.total)
+    if outcomes is None:
+        outcomes = await repository.outcomes(progress.request_id)
     confirmed = await repository.recount(progress.request_id, now, outcomes)
     if confirmed is None or not confirmed.ready or confirmed.status != "Pending":
         return
@@ -136,7 +187,8 @@ async def complete_request(
                 _render, confirmed.request_id, rows, outcomes
             )
             await files.write(key, csv_bytes, "text/csv; charset=utf-8")
-        await repository.add_products(products)
+        inserted = assembly.inserted(confirmed.request_id)
+        await repository.add_products([p for p in products if p["row_index"] not in inserted])
         event = RequestCompleted(
             request_id=confirmed.request_id,
             status=final_state(confirmed.processed, confirmed.failed),
@@ -163,6 +215,7 @@ async def complete_request(
         )
         # Lost or won, the request is final now; pollers here should see it at once.
         progress_cache.forget(confirmed.request_id)
+        assembly.forget(confirmed.request_id)
         if not claimed:
             return
         # Only the winner of the conditional update counts: once per request.

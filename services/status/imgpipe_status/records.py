@@ -44,6 +44,25 @@ def outcome_document(event: Outcome, now: datetime) -> Document:
     return doc
 
 
+# What a request's counters, products and output CSV take from its outcome facts.
+FACT_FIELDS = (
+    "row_index",
+    "position",
+    "outcome",
+    "output_url",
+    "reason",
+    "detail",
+    "reused",
+    "bytes_in",
+    "bytes_out",
+)
+
+
+def fact_summary(fact: Document) -> Document:
+    """The fields of a fact that its request's completion reads back (FACT_FIELDS)."""
+    return {key: fact[key] for key in FACT_FIELDS if key in fact}
+
+
 REASONS = "failures_by_reason"
 REUSED = "reused"
 # Reused without the body being downloaded: nothing came over the network but headers.

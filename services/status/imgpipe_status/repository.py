@@ -19,6 +19,7 @@ from imgpipe_contracts.events import (
 )
 from imgpipe_runtime.mongo import Document
 from imgpipe_status.records import (
+    FACT_FIELDS,
     REASONS,
     REUSED,
     Outcome,
@@ -52,6 +53,14 @@ class Progress:
         return self.all_in and self.rows_recorded >= self.rows
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """The requests a batch touched, and the documents it newly inserted (not those met again)."""
+
+    progress: list[Progress]
+    new: list[Document]
+
+
 class StatusRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
@@ -75,8 +84,9 @@ class StatusRepository:
                 return True
         return False
 
-    async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> list[Progress]:
-        """Insert one fact per image and count only the new ones; return touched requests.
+    async def record_outcomes(self, events: Sequence[Outcome], now: datetime) -> Recorded:
+        """Insert one fact per image and count only the new ones; return the touched requests
+        and the new facts.
 
         A batch that meets facts already stored (a redelivery, or a crash between insert and
         count) recounts those requests from the facts instead of trusting the counters.
@@ -99,12 +109,14 @@ class StatusRepository:
             await self._db[documents.REQUESTS].bulk_write(updates, ordered=False)
         for rid in recount:
             await self.recount(rid, now)
-        return await self._progress_of(list(fresh))
+        new = [doc for doc in docs if doc["_id"] not in duplicates]
+        return Recorded(await self._progress_of(list(fresh)), new)
 
-    async def record_rows(self, batches: Sequence[ImageBatchRequested]) -> list[Progress]:
+    async def record_rows(self, batches: Sequence[ImageBatchRequested]) -> Recorded:
         """Keep the batches' rows until their requests complete and count the new ones on
-        their requests; return the touched requests. Like the facts: a batch met again (a
-        redelivery) recounts its request's rows instead of trusting the counter."""
+        their requests; return the touched requests and the new row batches. Like the facts:
+        a batch met again (a redelivery) recounts its request's rows instead of trusting the
+        counter."""
         docs = [row_batch_document(batch) for batch in batches]
         duplicates = await self._insert_new(documents.ROW_BATCHES, docs)
         fresh: Counter[str] = Counter()
@@ -127,7 +139,8 @@ class StatusRepository:
             await self._db[documents.REQUESTS].update_one(
                 {"_id": rid}, {"$set": {"rows_recorded": counted[0]["rows"] if counted else 0}}
             )
-        return await self._progress_of(list(fresh))
+        new = [doc for doc in docs if doc["_id"] not in duplicates]
+        return Recorded(await self._progress_of(list(fresh)), new)
 
     async def _progress_of(self, request_ids: list[str]) -> list[Progress]:
         cursor = self._db[documents.REQUESTS].find(
@@ -212,10 +225,8 @@ class StatusRepository:
     async def outcomes(self, request_id: str) -> list[Document]:
         """Every outcome fact of a request: what its counters and its products' outputs are
         made of."""
-        fields = ("row_index", "position", "outcome", "output_url", "reason", "detail", "reused")
-        counted = ("bytes_in", "bytes_out")
         cursor = self._db[documents.IMAGES].find(
-            {"request_id": request_id}, dict.fromkeys(fields + counted, 1)
+            {"request_id": request_id}, dict.fromkeys(FACT_FIELDS, 1)
         )
         return [doc async for doc in cursor]
 
