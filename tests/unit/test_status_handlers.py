@@ -703,6 +703,19 @@ async def test_a_fact_recorded_by_another_process_is_read_back_at_completion(
     assert product["output_image_urls"][0] == elsewhere.output_url
 
 
+async def test_a_request_finished_by_another_process_is_let_go_of(world: World) -> None:
+    rid = request_with_rows_unrecorded(world)
+    await world.batches(batch_of(rid, [[A, B], [C]]))
+    await world.outcomes(processed(rid, 0, 0, A))
+    assert world.assembly.facts(rid, 1) is not None
+
+    world.repository.requests[rid]["status"] = "Completed"
+    await world.outcomes(processed(rid, 0, 1, B))
+
+    assert world.assembly.facts(rid, 1) is None
+    assert world.completions() == []
+
+
 # --- the outbox -------------------------------------------------------------------------------
 
 

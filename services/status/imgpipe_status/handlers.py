@@ -59,6 +59,9 @@ async def handle_image_outcomes(
         # Counters alone change here: pollers see them when the cache entry expires
         # (STATUS_CACHE_SECONDS), so a busy request's batches never empty the cache.
         recorded = await repository.record_outcomes(outcomes, now)
+        for progress in recorded.progress:
+            if progress.status in FINAL_STATES:  # finished, here or by another process
+                assembly.forget(progress.request_id)
         ready = {
             rid: assembly.add_facts(rid, total, [fact_summary(fact) for fact in facts])
             for (rid, total), facts in _new_in_progress(recorded).items()
@@ -168,7 +171,11 @@ async def complete_request(
     if outcomes is None:
         outcomes = await repository.outcomes(progress.request_id)
     confirmed = await repository.recount(progress.request_id, now, outcomes)
-    if confirmed is None or not confirmed.ready or confirmed.status != "Pending":
+    if confirmed is None or confirmed.status != "Pending":
+        # Gone, or finished by another status process.
+        assembly.forget(progress.request_id)
+        return
+    if not confirmed.ready:
         return
     request = await repository.get_request(progress.request_id)
     if request is None:
