@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
+import socket
 import subprocess
 import time
 import uuid
@@ -52,6 +54,24 @@ def docker(*args: str, timeout: float = 120) -> str:
     return run([docker_cli(), *args], timeout=timeout)
 
 
+def host_port(taken: set[int]) -> int:
+    """A free port for the stack to publish, below the kernel's range for outgoing
+    connections: the stack binds it only once its images are built (minutes, on a first run),
+    and a port from that range (`free_port`) was meanwhile taken by some client's connection
+    (compose failed with "port is already allocated")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 12_000), low), 200):
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 @dataclass
 class Stack:
     """One compose project: its files, its variables and the host ports it publishes."""
@@ -66,8 +86,10 @@ class Stack:
     finished: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        taken: set[int] = set()
         for name in ("MONGO", "RABBITMQ", "INGEST", "STATUS", "NOTIFIER", "S3"):
-            self.ports[name] = free_port()
+            self.ports[name] = host_port(taken)
+            taken.add(self.ports[name])
         self.env_file = self.workdir / "compose.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.variables().items()))
 
