@@ -53,7 +53,7 @@ async def handle_image_jobs(
     back or repeats the others. If such a move fails, the whole batch is retried: outcomes
     are idempotent. `slots` bounds the images being downloaded, recompressed or stored in
     this process (not those whose outcome waits for its message); `per_batch` the images one
-    batch may have waiting for a slot, so the slots' FIFO interleaves lanes.
+    batch may have in a slot or waiting for one, so the slots' FIFO interleaves lanes.
 
     `finished()` is called once the last image of the message is done with its slot: the
     message is acked only after that image's outcome is confirmed, so the outcomes waiting to
